@@ -1,0 +1,51 @@
+# `make demo` and `make test` work on a fresh machine: they create (or reuse)
+# .venv, install the project with everything its tests need, and build the
+# static env wrapper.
+SHELL := /bin/bash
+# Debian's python3 is reachable by any uid, so the kubelet player can run the
+# agent as the app's non-root user; fall back to whatever python3 there is.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+WRAPPER := sidecar/bin/latchkey-env
+STAMP := $(VENV)/.installed
+
+.PHONY: all install wrapper test lint unit e2e demo bench clean
+
+all: test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,aws]'
+	touch $@
+
+$(WRAPPER): sidecar/envexec.c
+	@command -v cc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc libc6-dev)
+	mkdir -p $(dir $@)
+	cc -static -Os -s -Wall -Wextra -Werror -o $@ $<
+
+install: $(STAMP) $(WRAPPER)
+
+wrapper: $(WRAPPER)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest -q
+
+demo: install
+	$(BIN)/python hack/demo.py
+
+bench: install
+	$(BIN)/python hack/bench/webhook.py
+	$(BIN)/python hack/bench/agent.py
+
+clean:
+	rm -rf $(VENV) $(WRAPPER) .pytest_cache .mypy_cache .hypothesis *.egg-info

@@ -1,0 +1,191 @@
+"""The agent's configuration: the one contract between webhook and agent.
+
+The webhook renders an :class:`AgentConfig` as JSON into the injected
+containers' ``LATCHKEY_CONFIG``; a user running the agent without the webhook
+writes the same JSON (or YAML) by hand. The store models are shared with the
+webhook's admin config, so a store is described the same way on both sides.
+
+This module holds models and their validation only: no I/O, no defaults that
+depend on the environment. JSON keys are camelCase, as in Kubernetes manifests.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+CONFIG_VERSION = 1
+
+TOKEN_DIR = PurePosixPath("/var/run/secrets/latchkey.dev/serviceaccount")
+TOKEN_PATH = TOKEN_DIR / "token"
+STATE_DIR = PurePosixPath("/var/run/latchkey.dev/state")
+BIN_DIR = PurePosixPath("/var/run/latchkey.dev/bin")
+WRAPPER_NAME = "latchkey-env"
+ENV_FILE_NAME = "env"
+DEFAULT_MOUNT_PATH = PurePosixPath("/latchkey/secrets")
+
+# A file name: a DNS-1123 label that may also hold dots (SPEC: "file-name rules").
+FILE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+Format = Literal["json", "yaml", "env", "dotenv", "raw"]
+
+
+def _file_name(value: str) -> str:
+    if not FILE_NAME_RE.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"{value!r} is not a file name: lower-case letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not ENV_NAME_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not an environment variable name: [A-Za-z_][A-Za-z0-9_]*")
+    return value
+
+
+def _file_mode(value: int) -> int:
+    if not 0 <= value <= 0o777:
+        raise ValueError(f"file mode {value:o} is outside 0000-0777")
+    return value
+
+
+FileName = Annotated[str, AfterValidator(_file_name)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+FileMode = Annotated[int, AfterValidator(_file_mode)]
+
+
+class Model(BaseModel):
+    """Frozen, strict about unknown keys, camelCase on the wire."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+
+# --- stores: shared with the webhook's admin config -------------------------------------
+
+
+class VaultAuth(Model):
+    """How the agent logs in to Vault/OpenBao with the projected token."""
+
+    method: Literal["jwt", "kubernetes"] = "jwt"
+    mount: str = Field(default="", description="auth mount path; empty means the method's name")
+    audience: str = Field(min_length=1, description="audience of the projected token")
+
+    @property
+    def mount_path(self) -> str:
+        return (self.mount or self.method).strip("/")
+
+
+class VaultStore(Model):
+    """Vault or OpenBao, over its HTTP API."""
+
+    kind: Literal["vault"] = "vault"
+    address: str = Field(pattern=r"^https?://[^\s/]+(/.*)?$")
+    ca_bundle: str | None = Field(default=None, description="PEM CA certificates to trust")
+    namespace: str = ""
+    auth: VaultAuth
+
+
+class AwsAuth(Model):
+    audience: str = "sts.amazonaws.com"
+
+
+class AwsStore(Model):
+    """AWS Secrets Manager and SSM Parameter Store through web identity."""
+
+    kind: Literal["aws"]
+    region: str = Field(min_length=1)
+    role_arn: str | None = None
+    endpoint_url: str | None = None
+    auth: AwsAuth = AwsAuth()
+
+
+StoreConfig = Annotated[VaultStore | AwsStore, Field(discriminator="kind")]
+
+
+def store_audience(store: VaultStore | AwsStore) -> str:
+    """The audience the projected token must carry for this store."""
+    return store.auth.audience
+
+
+# --- what to fetch and where to put it ------------------------------------------------
+
+
+class SecretFile(Model):
+    """One file under ``secretsDir``: a store path, optionally one field, rendered."""
+
+    name: FileName
+    path: str = Field(min_length=1)
+    key: str | None = None
+    format: Format = "json"
+    template: str | None = None
+    mode: FileMode = 0o400
+
+
+class EnvSecret(Model):
+    """One environment variable of the app, set by the env wrapper at start."""
+
+    name: EnvName
+    path: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+class SignalAction(Model):
+    """Send a signal to the process of another container (shared PID namespace)."""
+
+    kind: Literal["signal"] = "signal"
+    signal: str = Field(pattern=r"^SIG[A-Z0-9]+$")
+    container: str = Field(min_length=1)
+
+
+class HttpAction(Model):
+    """POST to a localhost URL after a change."""
+
+    kind: Literal["http"] = "http"
+    url: str = Field(pattern=r"^http://(localhost|127\.0\.0\.1):\d{1,5}(/.*)?$")
+
+
+OnChange = Annotated[SignalAction | HttpAction, Field(discriminator="kind")]
+
+
+class AgentConfig(Model):
+    """Everything one agent run needs. Version bumps mark incompatible changes."""
+
+    version: Literal[1] = CONFIG_VERSION
+    store: StoreConfig
+    role: str = Field(min_length=1, description="store role (Vault) or role ARN (AWS)")
+    token_path: str = str(TOKEN_PATH)
+    secrets_dir: str = str(DEFAULT_MOUNT_PATH)
+    state_dir: str = str(STATE_DIR)
+    files: tuple[SecretFile, ...] = ()
+    env: tuple[EnvSecret, ...] = ()
+    env_file: str | None = Field(
+        default=None, description="where the env wrapper reads the env- values from"
+    )
+    wrapper_dir: str | None = Field(
+        default=None, description="where the agent installs the static env wrapper"
+    )
+    refresh_seconds: int = Field(default=300, ge=1, le=86400)
+    on_change: tuple[OnChange, ...] = ()
+
+    def to_json(self) -> str:
+        """The compact JSON that travels in ``LATCHKEY_CONFIG``."""
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+# The webhook sets this env var on a container named as an ``on-change`` signal
+# target; the agent finds that container's processes by it in /proc/*/environ.
+SIGNAL_MARKER_ENV = "LATCHKEY_CONTAINER"
+CONFIG_ENV = "LATCHKEY_CONFIG"

@@ -1,0 +1,94 @@
+"""The webhook's settings: the admin's config file plus process flags.
+
+Loaded once in ``__main__`` and passed down; nothing else reads the environment.
+The store models come from :mod:`sidecar.config`, so a store reads the same in
+the admin's YAML and in the agent's ``LATCHKEY_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import AfterValidator, Field, ValidationError
+
+from sidecar.config import DEFAULT_MOUNT_PATH, Model, StoreConfig
+from webhook.errors import ConfigError
+
+QUANTITY_RE = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as ``30s``, ``5m``, ``1h30m``; ValueError otherwise."""
+    match = DURATION_RE.fullmatch(text)
+    if not text or not match:
+        raise ValueError(f"{text!r} is not a duration such as 30s, 5m or 1h")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _quantity(value: str) -> str:
+    if not QUANTITY_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 10m, 64Mi or 1")
+    return value
+
+
+def _duration(value: str) -> str:
+    seconds = parse_duration(value)
+    if not 1 <= seconds <= 86400:
+        raise ValueError(f"{value!r} is outside 1s to 24h")
+    return value
+
+
+Quantity = Annotated[str, AfterValidator(_quantity)]
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class ResourceList(Model):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
+class Resources(Model):
+    requests: ResourceList = ResourceList(cpu="10m", memory="24Mi")
+    limits: ResourceList = ResourceList(memory="64Mi")
+
+
+class AgentSettings(Model):
+    """How the injected agent containers look."""
+
+    image: str = "latchkey-sidecar:0.1.0"
+    image_pull_policy: str = Field(default="IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
+    resources: Resources = Resources()
+    native_sidecar: bool = True
+    token_expiration_seconds: int = Field(default=600, ge=600, le=86400)
+    secrets_size_limit: Quantity = "4Mi"
+    run_as_user: int = Field(default=65532, ge=1, description="uid when the app's is unknown")
+
+
+class Defaults(Model):
+    mount_path: str = Field(default=str(DEFAULT_MOUNT_PATH), pattern=r"^/[^:]*$")
+    refresh: Duration = "5m"
+
+
+class WebhookConfig(Model):
+    """The admin's YAML config file."""
+
+    stores: dict[str, StoreConfig] = Field(min_length=1)
+    agent: AgentSettings = AgentSettings()
+    defaults: Defaults = Defaults()
+
+
+def load_config(path: Path) -> WebhookConfig:
+    """Read and validate the admin's config file; ConfigError says what is wrong."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    try:
+        return WebhookConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config {path}: {exc}") from exc
