@@ -1,0 +1,47 @@
+"""What every store kind offers the agent: log in, read, renew, revoke.
+
+One module per store kind implements :class:`Store`; the agent loop knows only
+this protocol. Store modules translate their foreign errors (HTTP, botocore)
+into :mod:`sidecar.errors` at this boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A store lease on a dynamic secret; renew before ``expires_at`` (epoch seconds)."""
+
+    lease_id: str
+    duration: float
+    renewable: bool
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Secret:
+    """One store path's fields; ``lease`` is None for static (KV) secrets."""
+
+    path: str
+    fields: Mapping[str, Any]
+    lease: Lease | None = None
+
+
+class Store(Protocol):
+    """A secret store the agent is logged in to."""
+
+    def login(self) -> None:
+        """Log in with the projected token, read fresh from its file."""
+
+    def read(self, path: str) -> Secret:
+        """Read one logical path (without any ``#key``)."""
+
+    def renew(self, lease: Lease) -> Lease:
+        """Renew a lease; raise StoreError when it cannot be renewed."""
+
+    def close(self, *, revoke: bool) -> None:
+        """Release connections; revoke the store token when ``revoke``."""
