@@ -60,11 +60,8 @@ class Issuer:
 
     @property
     def public_pem(self) -> str:
-        return (
-            self.key.public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            .decode()
-        )
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        return self.key.public_key().public_bytes(serialization.Encoding.PEM, spki).decode()
 
     def mint(
         self,

@@ -4,7 +4,7 @@
     ├── ConfigError              2   LATCHKEY_CONFIG, --config or flags unusable
     ├── TokenError               3   projected token file missing or unreadable
     ├── StoreError
-    │   ├── StoreUnavailable     4   network, TLS, timeout, 429, 5xx (retried; fatal past a deadline)
+    │   ├── StoreUnavailable     4   network, TLS, timeout, 429, 5xx (retried until a deadline)
     │   ├── LoginDenied          5   the store refused the login (role, audience, expired token)
     │   ├── PermissionDenied     6   logged in, but the role may not read the path
     │   └── SecretNotFound       7   nothing at the path

@@ -1,10 +1,10 @@
 """The webhook's errors, each mapped to one kind of answer in ``webhook.app``.
 
-    LatchkeyError
-    ├── ConfigError        the admin's config file is unusable (process exits)
-    ├── BadRequest         the AdmissionReview itself is malformed (HTTP 400)
-    └── Denied             the pod asks for something invalid (allowed: false)
-        └── AnnotationError  one annotation is wrong; the message names it
+LatchkeyError
+├── ConfigError        the admin's config file is unusable (process exits)
+├── BadRequest         the AdmissionReview itself is malformed (HTTP 400)
+└── Denied             the pod asks for something invalid (allowed: false)
+    └── AnnotationError  one annotation is wrong; the message names it
 """
 
 from __future__ import annotations
