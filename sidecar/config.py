@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-CONFIG_VERSION = 1
+CONFIG_VERSION: Literal[1] = 1
 
 TOKEN_DIR = PurePosixPath("/var/run/secrets/latchkey.dev/serviceaccount")
 TOKEN_PATH = TOKEN_DIR / "token"
