@@ -129,7 +129,10 @@ class SecretFile(Model):
     name: FileName
     path: str = Field(min_length=1)
     key: str | None = None
-    format: Format = "json"
+    format: Format | None = Field(
+        default=None,
+        description="None: json, or raw when a key is selected or the value is not an object",
+    )
     template: str | None = None
     mode: FileMode = 0o400
 

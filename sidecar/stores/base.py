@@ -24,11 +24,16 @@ class Lease:
 
 @dataclass(frozen=True)
 class Secret:
-    """One store path's fields; ``lease`` is None for static (KV) secrets."""
+    """One store path's fields; ``lease`` is None for static (KV) secrets.
+
+    A value that is not a JSON object becomes ``{"value": it}`` with ``scalar`` set,
+    so its file holds the raw value by default (SPEC: paths).
+    """
 
     path: str
     fields: Mapping[str, Any]
     lease: Lease | None = None
+    scalar: bool = False
 
 
 class Store(Protocol):
