@@ -4,10 +4,16 @@ LatchkeyError
 ├── ConfigError        the admin's config file is unusable (process exits)
 ├── BadRequest         the AdmissionReview itself is malformed (HTTP 400)
 └── Denied             the pod asks for something invalid (allowed: false)
-    └── AnnotationError  one annotation is wrong; the message names it
+    ├── AnnotationError  one annotation is wrong; the message names it
+    └── AnnotationErrors several are wrong; all reported in one denial
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+# A denial lists at most this many problems, so a pathological pod cannot make a huge answer.
+MAX_REPORTED = 20
 
 
 class LatchkeyError(Exception):
@@ -32,3 +38,14 @@ class AnnotationError(Denied):
     def __init__(self, annotation: str, problem: str) -> None:
         self.annotation = annotation
         super().__init__(f"annotation {annotation}: {problem}")
+
+
+class AnnotationErrors(Denied):
+    """Several annotations are wrong; reported together so users fix them all in one go."""
+
+    def __init__(self, errors: Sequence[AnnotationError]) -> None:
+        self.errors = tuple(sorted(errors, key=str))
+        self.annotations = tuple(sorted({error.annotation for error in self.errors}))
+        shown = "; ".join(str(error) for error in self.errors[:MAX_REPORTED])
+        hidden = len(self.errors) - MAX_REPORTED
+        super().__init__(shown + (f"; and {hidden} more" if hidden > 0 else ""))

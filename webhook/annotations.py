@@ -1,0 +1,226 @@
+"""Strict parse of a pod's ``latchkey.dev/`` annotations into one frozen request.
+
+Every key under the prefix is known here; anything else is a problem, with the
+closest valid key suggested. Checks that need the pod's containers or security
+context live in :mod:`webhook.targets`. All problems are collected, then the pod
+is denied once with every one of them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal, TypeVar, cast, get_args
+
+from sidecar.config import ENV_NAME_RE, FILE_NAME_RE, Format, HttpAction, SignalAction
+from webhook import values
+from webhook.problems import PREFIX, Problems, echo
+from webhook.settings import WebhookConfig
+
+T = TypeVar("T")
+INJECT_KEY = PREFIX + "inject"
+STATUS_KEY = PREFIX + "status"
+PLAIN = (
+    "inject", "store", "role", "containers", "mount-path", "init-only", "refresh",
+    "on-change", "agent-cpu", "agent-memory", "status",
+)  # fmt: skip
+PER_FILE = ("format-", "template-", "file-mode-")
+PER_NAME = ("secret-", "env-", *PER_FILE)
+FORMATS: tuple[str, ...] = get_args(Format)
+
+Optin = Literal["not-requested", "already-injected", "requested"]
+
+
+@dataclass(frozen=True)
+class FileRequest:
+    """One ``secret-<name>`` with its ``format-``/``template-``/``file-mode-`` companions."""
+
+    name: str
+    path: str
+    key: str | None
+    format: Format | None = None
+    template: str | None = None
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class EnvRequest:
+    """One ``env-<VAR>``: a single field set as an environment variable of the app."""
+
+    name: str
+    path: str
+    key: str
+
+
+@dataclass(frozen=True)
+class InjectRequest:
+    """What an opted-in pod asked for, every value already checked on its own."""
+
+    store: str
+    role: str | None
+    files: tuple[FileRequest, ...]
+    env: tuple[EnvRequest, ...]
+    containers: tuple[str, ...] | None
+    mount_path: str
+    init_only: bool
+    refresh_seconds: int
+    on_change: tuple[SignalAction | HttpAction, ...]
+    agent_cpu: str | None
+    agent_memory: str | None
+
+
+def opt_in(annotations: Mapping[str, object]) -> Optin:
+    """Whether the pod wants injection; only an explicit ``inject`` other than "false" counts."""
+    if INJECT_KEY not in annotations or annotations[INJECT_KEY] == "false":
+        return "not-requested"
+    if STATUS_KEY in annotations:
+        return "already-injected"
+    return "requested"
+
+
+def parse(
+    annotations: Mapping[str, object], *, config: WebhookConfig, problems: Problems
+) -> InjectRequest:
+    """The pod's request; problems found are recorded, and defaults stand in for bad values."""
+    ours = _ours(annotations, problems)
+    get = _Getter(ours, problems)
+    get("inject", values.boolean, default=True)
+    store = ours.get("store", "default")
+    if store not in config.stores:
+        valid = ", ".join(sorted(config.stores))
+        problems.add("store", f"no store named {echo(store)} in the webhook config; valid: {valid}")
+    aws = store in config.stores and config.stores[store].kind == "aws"
+    request = InjectRequest(
+        store=store,
+        role=get("role", lambda v: values.role(v, aws=aws), default=None),
+        files=_files(ours, get, aws=aws, problems=problems),
+        env=_env(ours, get, aws=aws, problems=problems),
+        containers=get("containers", values.container_names, default=None),
+        mount_path=get("mount-path", values.mount_path, default=config.defaults.mount_path),
+        init_only=get("init-only", values.boolean, default=False),
+        refresh_seconds=get(
+            "refresh", values.refresh, default=values.refresh(config.defaults.refresh)
+        ),
+        on_change=get("on-change", values.on_change, default=()),
+        agent_cpu=get("agent-cpu", values.quantity, default=None),
+        agent_memory=get("agent-memory", values.quantity, default=None),
+    )
+    _combinations(ours, request, problems)
+    return request
+
+
+def _ours(annotations: Mapping[str, object], problems: Problems) -> dict[str, str]:
+    """Our annotations by short name; unknown keys and non-string values are problems."""
+    ours: dict[str, str] = {}
+    for key, value in annotations.items():
+        if not key.startswith(PREFIX):
+            continue
+        name = key.removeprefix(PREFIX)
+        if not isinstance(value, str):
+            problems.add(name, f"{echo(value)} is not a string; quote it in YAML")
+        elif name in PLAIN or name.startswith(PER_NAME):
+            ours[name] = value
+        else:
+            problems.add(name, _unknown(name))
+    return ours
+
+
+def _unknown(name: str) -> str:
+    """Name the closest valid key, trying each known prefix on every tail of the name."""
+    tails = [name[i + 1 :] for i, char in enumerate(name) if char == "-"]
+    candidates = [*PLAIN, *(prefix + tail for prefix in PER_NAME for tail in tails if tail)]
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    hint = f"; did you mean {PREFIX}{close[0]}?" if close else ""
+    return f"unknown annotation{hint} (see docs/annotations.md for the valid keys)"
+
+
+class _Getter:
+    """Parse one annotation with a value parser, recording its ValueError as a problem."""
+
+    def __init__(self, ours: Mapping[str, str], problems: Problems) -> None:
+        self._ours, self._problems = ours, problems
+
+    def __call__(self, name: str, parse: Callable[[str], T], *, default: T) -> T:
+        if name not in self._ours:
+            return default
+        try:
+            return parse(self._ours[name])
+        except ValueError as exc:
+            self._problems.add(name, str(exc))
+            return default
+
+
+def _files(
+    ours: Mapping[str, str], get: _Getter, *, aws: bool, problems: Problems
+) -> tuple[FileRequest, ...]:
+    files = []
+    for name in sorted(n.removeprefix("secret-") for n in ours if n.startswith("secret-")):
+        if not FILE_NAME_RE.fullmatch(name) or ".." in name:
+            problems.add(f"secret-{name}", f"{echo(name)} is not a file name: {_FILE_RULES}")
+            continue
+        ref = get(f"secret-{name}", _ref(aws=aws, key_required=False), default=None)
+        if ref is None:
+            continue
+        files.append(
+            FileRequest(
+                name=name,
+                path=ref[0],
+                key=ref[1],
+                format=get(f"format-{name}", _format, default=None),
+                template=get(f"template-{name}", values.template, default=None),
+                mode=get(f"file-mode-{name}", values.file_mode, default=None),
+            )
+        )
+    return tuple(files)
+
+
+_ENV_RULES = "letters, digits and '_', not starting with a digit"
+_FILE_RULES = "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+
+
+def _ref(*, aws: bool, key_required: bool) -> Callable[[str], tuple[str, str | None]]:
+    return lambda value: values.store_path(value, aws=aws, key_required=key_required)
+
+
+def _format(value: str) -> Format:
+    if value in FORMATS:
+        return cast(Format, value)
+    raise ValueError(f"{echo(value)} is not a format; valid: {', '.join(FORMATS)}")
+
+
+def _env(
+    ours: Mapping[str, str], get: _Getter, *, aws: bool, problems: Problems
+) -> tuple[EnvRequest, ...]:
+    env = []
+    for name in sorted(n.removeprefix("env-") for n in ours if n.startswith("env-")):
+        if not ENV_NAME_RE.fullmatch(name):
+            problems.add(f"env-{name}", f"{echo(name)} is not an env var name: {_ENV_RULES}")
+            continue
+        ref = get(f"env-{name}", _ref(aws=aws, key_required=True), default=None)
+        if ref is not None and ref[1] is not None:
+            env.append(EnvRequest(name=name, path=ref[0], key=ref[1]))
+    return tuple(env)
+
+
+def _combinations(ours: Mapping[str, str], request: InjectRequest, problems: Problems) -> None:
+    """Problems that only show when annotations are read together."""
+    files = {f.name: f for f in request.files}
+    secrets = {n.removeprefix("secret-") for n in ours if n.startswith("secret-")}
+    for name in sorted(n for n in ours if n.startswith(PER_FILE)):
+        target = name.split("-", 2 if name.startswith("file-mode-") else 1)[-1]
+        if target not in secrets:
+            problems.add(name, f"there is no {PREFIX}secret-{target} for it to apply to")
+    for file in files.values():
+        if file.format == "raw" and file.key is None:
+            problems.add(
+                f"format-{file.name}", 'raw needs one field: write the secret as "path#key"'
+            )
+    if request.init_only and "on-change" in ours:
+        problems.add("on-change", "cannot be used with init-only: no agent runs after the start")
+    if request.init_only and "refresh" in ours:
+        problems.add("refresh", "cannot be used with init-only: no agent runs after the start")
+    if not secrets and not any(n.startswith("env-") for n in ours):
+        problems.add(
+            "inject", f"the pod asks for no secrets: add {PREFIX}secret-<name> or {PREFIX}env-<VAR>"
+        )

@@ -1,0 +1,176 @@
+"""The webhook's pure core: an annotated pod in, the JSON patch that injects the agent out.
+
+The pod stays a plain dict throughout: it is deep-copied, the copy is edited,
+and the patch is the ``jsonpatch`` diff of the two, so fields this code does not
+know survive untouched. No I/O and no HTTP here; :mod:`webhook.app` owns those.
+Works on a bare pod template (no name, no namespace) as well as on a Pod.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jsonpatch
+
+from sidecar.config import (
+    BIN_DIR,
+    ENV_FILE_NAME,
+    SIGNAL_MARKER_ENV,
+    WRAPPER_NAME,
+    AgentConfig,
+    EnvSecret,
+    SecretFile,
+    SignalAction,
+    store_audience,
+)
+from webhook import containers as build
+from webhook.annotations import STATUS_KEY, InjectRequest, opt_in, parse
+from webhook.problems import PREFIX, Problems
+from webhook.settings import WebhookConfig
+from webhook.targets import Targets, check
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """What to answer for one pod: the outcome, the patch, and warnings for the user."""
+
+    outcome: Literal["injected", "not-requested", "already-injected"]
+    patch: list[dict[str, Any]]
+    warnings: tuple[str, ...] = ()
+    pod: dict[str, Any] | None = None
+
+
+def mutate_pod(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> Mutation:
+    """Inject the agent into ``pod`` if it opts in.
+
+    Raises webhook.errors.Denied (or its subclass AnnotationError) when the pod opts in
+    but asks for something invalid; every problem found is in the one denial.
+    """
+    metadata = _mapping(pod.get("metadata"))
+    annotations = _mapping(metadata.get("annotations"))
+    state = opt_in(annotations)
+    if state != "requested":
+        return Mutation(outcome=state, patch=[])
+    problems = Problems()
+    request = parse(annotations, config=config, problems=problems)
+    spec = _mapping(pod.get("spec"))
+    targets = check(spec, request, namespace=namespace, config=config, problems=problems)
+    problems.raise_if_any()
+    original = pod if isinstance(pod, dict) else dict(pod)
+    mutated = copy.deepcopy(original)
+    _inject(mutated, request, targets, config=config)
+    patch = jsonpatch.make_patch(original, mutated).patch
+    return Mutation(
+        outcome="injected", patch=patch, warnings=_warnings(request, targets), pod=mutated
+    )
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def agent_config(request: InjectRequest, targets: Targets, *, config: WebhookConfig) -> AgentConfig:
+    """The ``LATCHKEY_CONFIG`` of the injected containers; the format default is the agent's."""
+    files = tuple(
+        SecretFile(
+            name=file.name,
+            path=file.path,
+            key=file.key,
+            format=None if file.template is not None else file.format,
+            template=file.template,
+            mode=targets.ownership.mode if file.mode is None else file.mode,
+        )
+        for file in request.files
+    )
+    env = tuple(EnvSecret(name=e.name, path=e.path, key=e.key) for e in request.env)
+    return AgentConfig(
+        store=config.stores[request.store],
+        role=targets.role,
+        secrets_dir=request.mount_path,
+        files=files,
+        env=env,
+        env_file=str(BIN_DIR / ENV_FILE_NAME) if env else None,
+        wrapper_dir=str(BIN_DIR) if env else None,
+        refresh_seconds=request.refresh_seconds,
+        on_change=request.on_change,
+    )
+
+
+def _inject(pod: Obj, request: InjectRequest, targets: Targets, *, config: WebhookConfig) -> None:
+    """Edit the pod copy in place: status, volumes, app containers, then our containers."""
+    pod.setdefault("metadata", {}).setdefault("annotations", {})[STATUS_KEY] = "injected"
+    spec = pod.setdefault("spec", {})
+    with_bin = bool(request.env)
+    audience = store_audience(config.stores[request.store])
+    added = build.volumes(audience=audience, agent=config.agent, with_bin=with_bin)
+    spec["volumes"] = [*(spec.get("volumes") or []), *added]
+    for field, names in (
+        ("containers", targets.containers),
+        ("initContainers", targets.init_containers),
+    ):
+        for container in spec.get(field) or []:
+            if container.get("name") in names:
+                _give_secrets(container, request)
+    _mark_signal_targets(spec, request)
+    _add_agents(spec, request, targets, config=config)
+
+
+def _give_secrets(container: Obj, request: InjectRequest) -> None:
+    """Mount the secrets read-only and, for ``env-``, start the app through the wrapper."""
+    mounts = build.app_mounts(request.mount_path, with_bin=bool(request.env))
+    container["volumeMounts"] = [*(container.get("volumeMounts") or []), *mounts]
+    if request.env:
+        wrapper = [str(BIN_DIR / WRAPPER_NAME), str(BIN_DIR / ENV_FILE_NAME), "--"]
+        container["command"] = [*wrapper, *container["command"]]
+
+
+def _mark_signal_targets(spec: Obj, request: InjectRequest) -> None:
+    """Let the agent find a signal target's processes, which it can see in a shared PID space."""
+    targets = {a.container for a in request.on_change if isinstance(a, SignalAction)}
+    if not targets:
+        return
+    spec["shareProcessNamespace"] = True
+    for container in spec.get("containers") or []:
+        if container.get("name") in targets:
+            marker = {"name": SIGNAL_MARKER_ENV, "value": container["name"]}
+            container["env"] = [*(container.get("env") or []), marker]
+
+
+def _add_agents(
+    spec: Obj, request: InjectRequest, targets: Targets, *, config: WebhookConfig
+) -> None:
+    """Our init container after any mesh init containers; the classic agent last."""
+    agent = config.agent
+    shared = build.AgentSpec(
+        image=agent.image,
+        pull_policy=agent.image_pull_policy,
+        config_json=agent_config(request, targets, config=config).to_json(),
+        resources=build.resources(agent, cpu=request.agent_cpu, memory=request.agent_memory),
+        ownership=targets.ownership,
+        mounts=tuple(build.agent_mounts(request.mount_path, with_bin=bool(request.env))),
+    )
+    if request.init_only or not agent.native_sidecar:
+        first = build.init_container(shared)
+    else:
+        first = build.native_agent(shared)
+    inits = list(spec.get("initContainers") or [])
+    spec["initContainers"] = [*inits[: targets.insert_at], first, *inits[targets.insert_at :]]
+    if not request.init_only and not agent.native_sidecar:
+        spec["containers"] = [*(spec.get("containers") or []), build.classic_agent(shared)]
+
+
+def _warnings(request: InjectRequest, targets: Targets) -> tuple[str, ...]:
+    warning = targets.ownership.warning
+    warnings = [warning] if warning and request.files else []
+    for file in request.files:
+        if file.template is not None and file.format is not None:
+            warnings.append(
+                f"latchkey: {PREFIX}format-{file.name} is ignored: "
+                f"{PREFIX}template-{file.name} decides the file's content"
+            )
+    return tuple(warnings)

@@ -1,0 +1,192 @@
+"""Checks of a parsed request against the pod it came on, and the containers it targets.
+
+:mod:`webhook.annotations` knows each value is well formed; only here is it known
+whether the named containers exist, have a command to wrap, already define an
+env var, or run as a uid the agent can signal. Problems are recorded, not raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from sidecar.config import BIN_DIR, SIGNAL_MARKER_ENV, SignalAction
+from webhook.annotations import InjectRequest
+from webhook.containers import AGENT, INIT, VOLUMES
+from webhook.ownership import Ownership, decide, effective_uid
+from webhook.problems import Problems, echo
+from webhook.settings import WebhookConfig
+
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public"})
+# Our init container goes after these, so the agent reaches the store through the mesh.
+MESH_CONTAINERS = frozenset(
+    {"istio-init", "istio-validation", "istio-proxy", "linkerd-init",
+     "linkerd-network-validator", "linkerd-proxy"}
+)  # fmt: skip
+
+Container = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where the injection lands: selected containers by kind, our init slot, ownership."""
+
+    containers: tuple[str, ...]
+    init_containers: tuple[str, ...]
+    insert_at: int
+    ownership: Ownership
+    role: str
+
+
+def containers_of(spec: Mapping[str, Any], field: str) -> list[Container]:
+    """The pod's ``containers`` or ``initContainers``, tolerating absent or odd fields."""
+    items = spec.get(field)
+    return [c for c in items if isinstance(c, Mapping)] if isinstance(items, list) else []
+
+
+def check(
+    spec: Mapping[str, Any],
+    request: InjectRequest,
+    *,
+    namespace: str,
+    config: WebhookConfig,
+    problems: Problems,
+) -> Targets:
+    """The targets of ``request`` in a pod with ``spec``; every problem found is recorded."""
+    if namespace in SYSTEM_NAMESPACES:
+        problems.add("inject", f"pods in the system namespace {namespace} are never injected")
+    _our_names_free(spec, problems)
+    apps, inits = containers_of(spec, "containers"), containers_of(spec, "initContainers")
+    insert_at = max(
+        (i + 1 for i, c in enumerate(inits) if c.get("name") in MESH_CONTAINERS), default=0
+    )
+    chosen = _select(request, apps, inits, insert_at=insert_at, problems=problems)
+    ownership = decide(chosen, pod_spec=spec, fallback_uid=config.agent.run_as_user)
+    if request.env:
+        _env_checks(request, chosen, problems)
+    _mount_clashes(request, chosen, problems)
+    for action in request.on_change:
+        if isinstance(action, SignalAction):
+            _signal_check(action, apps, spec=spec, ownership=ownership, problems=problems)
+    names = {c.get("name") for c in chosen}
+    return Targets(
+        containers=tuple(c["name"] for c in apps if c.get("name") in names),
+        init_containers=tuple(c["name"] for c in inits if c.get("name") in names),
+        insert_at=insert_at,
+        ownership=ownership,
+        role=_role(request, spec, config=config, problems=problems),
+    )
+
+
+def _our_names_free(spec: Mapping[str, Any], problems: Problems) -> None:
+    fields = ("containers", "initContainers")
+    taken = {str(c.get("name")) for f in fields for c in containers_of(spec, f)}
+    for name in sorted(taken & {INIT, AGENT}):
+        problems.add("inject", f"the pod already has a container named {name}; rename it")
+    volumes = spec.get("volumes")
+    used = {str(v.get("name")) for v in volumes or [] if isinstance(v, Mapping)}
+    for name in sorted(used & set(VOLUMES)):
+        problems.add("inject", f"the pod already has a volume named {name}; rename it")
+
+
+def _select(
+    request: InjectRequest,
+    apps: Sequence[Container],
+    inits: Sequence[Container],
+    *,
+    insert_at: int,
+    problems: Problems,
+) -> list[Container]:
+    """The containers that get the secrets: all app containers unless ``containers`` names some."""
+    if request.containers is None:
+        if not apps:
+            problems.add("inject", "the pod has no containers to give the secrets to")
+        return list(apps)
+    by_name = {c.get("name"): c for c in [*apps, *inits]}
+    unknown = [name for name in request.containers if name not in by_name]
+    if unknown:
+        valid = ", ".join(sorted(str(n) for n in by_name)) or "none"
+        problems.add("containers", f"no container named {', '.join(unknown)}; valid: {valid}")
+    early = [c.get("name") for c in inits[:insert_at] if c.get("name") in request.containers]
+    for name in early:
+        problems.add("containers", f"{name} runs before the latchkey agent and cannot get secrets")
+    return [by_name[n] for n in request.containers if n in by_name and n not in early]
+
+
+def _env_checks(request: InjectRequest, chosen: Sequence[Container], problems: Problems) -> None:
+    first = f"env-{request.env[0].name}"
+    for container in chosen:
+        name = container.get("name")
+        if not isinstance(container.get("command"), list) or not container["command"]:
+            problems.add(
+                first, f"the original command is unknown: set `command` on container {name}"
+            )
+        defined = {e.get("name") for e in container.get("env") or [] if isinstance(e, Mapping)}
+        for env in request.env:
+            if env.name in defined:
+                problems.add(
+                    f"env-{env.name}",
+                    f"container {name} already defines {env.name}; remove it there or rename it",
+                )
+
+
+def _mount_clashes(request: InjectRequest, chosen: Sequence[Container], problems: Problems) -> None:
+    """Two mounts at one path make the pod invalid; name the annotation that causes it."""
+    ours = {PurePosixPath(request.mount_path): "mount-path"}
+    if request.env:
+        ours[BIN_DIR] = f"env-{request.env[0].name}"
+    for container in chosen:
+        mounts = [m for m in container.get("volumeMounts") or [] if isinstance(m, Mapping)]
+        for path in {PurePosixPath(str(m.get("mountPath", ""))) for m in mounts} & set(ours):
+            problems.add(
+                ours[path],
+                f"container {container.get('name')} already mounts a volume at {path}, "
+                "where latchkey needs its own",
+            )
+
+
+def _signal_check(
+    action: SignalAction,
+    apps: Sequence[Container],
+    *,
+    spec: Mapping[str, Any],
+    ownership: Ownership,
+    problems: Problems,
+) -> None:
+    target = next((c for c in apps if c.get("name") == action.container), None)
+    if target is None:
+        valid = ", ".join(sorted(str(c.get("name")) for c in apps))
+        problems.add(
+            "on-change", f"no container named {echo(action.container)} to signal; valid: {valid}"
+        )
+        return
+    if not ownership.as_app or effective_uid(target, spec) != ownership.uid:
+        problems.add(
+            "on-change",
+            f"signalling {action.container} needs the agent to run as its uid: set one non-root "
+            "securityContext.runAsUser for it and every container that gets the secrets",
+        )
+    if any(
+        isinstance(e, Mapping) and e.get("name") == SIGNAL_MARKER_ENV
+        for e in target.get("env") or []
+    ):
+        problems.add(
+            "on-change", f"container {action.container} already defines {SIGNAL_MARKER_ENV}"
+        )
+
+
+def _role(
+    request: InjectRequest, spec: Mapping[str, Any], *, config: WebhookConfig, problems: Problems
+) -> str:
+    """The role to log in as: the annotation, else the store's ARN (AWS) or the service account."""
+    if request.role is not None:
+        return request.role
+    store = config.stores.get(request.store)
+    if store is not None and store.kind == "aws":
+        if store.role_arn is None:
+            problems.add("role", f"store {request.store} has no roleArn; set a role ARN here")
+        return store.role_arn or "unset"
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    return str(account)
