@@ -135,6 +135,8 @@ def main() -> int:
     spec_file = Path(sys.argv[1])
     spec = json.loads(spec_file.read_text(encoding="utf-8"))
     spec_file.unlink()
+    # The player waits on this pipe: it closes at exec, so "running" means really running.
+    os.set_inheritable(spec["syncFd"], False)
     try:
         enter(spec)
     except OSError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from typing import Any
 HELPER = Path(__file__).with_name("kubelet_exec.py")
 VENV_BIN = Path(sys.executable).parent
 BASE_PATH = f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SETUP_TIMEOUT = 30
 VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -96,17 +98,26 @@ class Container:
         root_dir.mkdir(exist_ok=True)
         spec_file = spec_dir / f"{self.name}.json"
         spec_file.touch(mode=0o600)
-        spec_file.write_text(json.dumps(self._spec(root_dir)), encoding="utf-8")
         argv = ["unshare", "--mount", "--propagation", "private", "--"]
         argv += [sys.executable, "-I", str(HELPER), str(spec_file)]
-        return subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, start_new_session=True,
-        )  # fmt: skip
+        sync_read, sync_write = os.pipe()
+        spec_file.write_text(json.dumps(self._spec(root_dir, sync_write)), encoding="utf-8")
+        try:
+            process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, start_new_session=True,
+                pass_fds=[sync_write],
+            )  # fmt: skip
+        finally:
+            os.close(sync_write)
+        with os.fdopen(sync_read, "rb") as sync:
+            select.select([sync], [], [], SETUP_TIMEOUT)  # EOF once the command is exec'd
+        return process
 
-    def _spec(self, root_dir: Path) -> dict[str, Any]:
+    def _spec(self, root_dir: Path, sync_fd: int) -> dict[str, Any]:
         return {
             "name": self.name,
+            "syncFd": sync_fd,
             "rootDir": str(root_dir),
             "image": str(self.image_root),
             "mounts": [
