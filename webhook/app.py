@@ -1,0 +1,154 @@
+"""The webhook's HTTP routes: the one place errors become HTTP answers or denials.
+
+Two error channels, as the API server expects. A request that is not a usable
+AdmissionReview is the sender's bug: an HTTP 4xx with a short JSON message. A
+pod that cannot be admitted as written is the pod author's problem: HTTP 200
+with ``allowed: false`` and a message naming the annotation. An unexpected
+error while handling a pod is a denial too (the pod must not start without its
+secrets), naming the request uid so the traceback in the logs can be found.
+
+The body is read raw, never through FastAPI's parameter validation: a 422 with
+pydantic's error dump is not an answer the API server can use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request, Response
+
+from webhook.errors import BadRequest, Denied
+from webhook.metrics import CONTENT_TYPE, Metrics, denial_reasons
+from webhook.mutate import mutate_pod
+from webhook.review import AdmissionRequest, allowed, denied, errored, parse_review
+from webhook.settings import WebhookConfig
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 3 * 1024 * 1024  # the API server's own request limit is 3 MiB
+JSON = "application/json"
+
+
+class Readiness(Protocol):
+    """Something that can say why the server should not take traffic yet."""
+
+    def problem(self) -> str | None: ...
+
+
+class HttpError(BadRequest):
+    """A malformed request whose answer is a 4xx other than 400."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+def _json(document: dict[str, Any], status: int = 200) -> Response:
+    body = json.dumps(document, separators=(",", ":")).encode()
+    return Response(body, status_code=status, media_type=JSON)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused early when it says or turns out to be over ``limit``."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != JSON:
+        raise HttpError(415, f"content type {media_type or 'missing'}: expected {JSON}")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HttpError(413, f"body of {declared} bytes is over the {limit}-byte limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HttpError(413, f"body is over the {limit}-byte limit")
+    return bytes(body)
+
+
+class Reviewer:
+    """Turns one admission request into its answer, counting what happened."""
+
+    def __init__(self, config: WebhookConfig, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+
+    def answer(self, request: AdmissionRequest) -> dict[str, Any]:
+        if not request.is_pod_create:
+            self._count(request, "ignored")
+            return allowed(request.uid)
+        pod = request.object
+        assert pod is not None  # parse_review refuses a Pod CREATE without one
+        try:
+            mutation = mutate_pod(pod, namespace=request.namespace, config=self.config)
+        except Denied as exc:
+            reasons = denial_reasons(exc)
+            for reason in reasons:
+                self.metrics.denials.labels(reason).inc()
+            self._count(request, "denied", reason=",".join(reasons))
+            return denied(request.uid, str(exc))
+        except Exception:
+            log.exception("internal error handling request", extra={"uid": request.uid})
+            self.metrics.denials.labels("internal-error").inc()
+            self._count(request, "error")
+            return errored(request.uid)
+        outcome: str = mutation.outcome
+        if outcome == "already-injected":
+            self.metrics.not_injected.labels("already-injected").inc()
+        elif outcome == "injected" and request.dry_run:
+            self.metrics.not_injected.labels("dry-run").inc()
+            outcome = "dry-run"
+        elif outcome == "injected":
+            self.metrics.injections.inc()
+        self._count(request, outcome)
+        return allowed(request.uid, mutation.patch, mutation.warnings)
+
+    def _count(self, request: AdmissionRequest, outcome: str, *, reason: str = "") -> None:
+        """One metric and one log line per review; never the pod's contents."""
+        self.metrics.reviews.labels(request.operation, outcome).inc()
+        fields = {"uid": request.uid, "namespace": request.namespace, "outcome": outcome}
+        log.info("review", extra={**fields, "operation": request.operation, "reason": reason})
+
+
+def create_app(
+    config: WebhookConfig,
+    *,
+    tls: Readiness | None = None,
+    metrics: Metrics | None = None,
+    max_body: int = MAX_BODY,
+) -> FastAPI:
+    """The ASGI app; ``tls`` reports on the serving certificate for ``/readyz``."""
+    app = FastAPI(title="latchkey-webhook", docs_url=None, redoc_url=None, openapi_url=None)
+    reviewer = Reviewer(config, metrics or Metrics())
+    app.state.metrics = reviewer.metrics
+
+    @app.post("/mutate")
+    async def mutate(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            review = parse_review(await _read_body(request, max_body))
+            return _json(reviewer.answer(review.request))
+        except BadRequest as exc:
+            reviewer.metrics.reviews.labels("", "malformed").inc()
+            log.info("malformed review", extra={"problem": str(exc)})
+            return _json({"error": str(exc)}, getattr(exc, "status", 400))
+        finally:
+            reviewer.metrics.latency.observe(time.perf_counter() - started)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        problem = tls.problem() if tls is not None else "no serving certificate"
+        if problem:
+            return _json({"status": "not ready", "problem": problem}, 503)
+        return _json({"status": "ok"})
+
+    @app.get("/metrics")
+    async def metrics_text() -> Response:
+        return Response(reviewer.metrics.render(), media_type=CONTENT_TYPE)
+
+    return app

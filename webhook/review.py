@@ -1,0 +1,127 @@
+"""The AdmissionReview v1 envelope and the answers the webhook gives.
+
+This models the envelope only. ``request.object`` stays the raw dict the API
+server sent: loading a Pod into a typed model and dumping it back would drop
+the fields the model does not know, and the computed patch would remove them.
+Responses are plain dicts, serialised once by the route.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from webhook.errors import BadRequest
+
+API_VERSION = "admission.k8s.io/v1"
+
+
+class _Envelope(BaseModel):
+    """Ignores what it does not read: the API server sends more than we need."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class GroupVersionKind(_Envelope):
+    group: str = ""
+    version: str = ""
+    kind: str
+
+
+class GroupVersionResource(_Envelope):
+    group: str = ""
+    version: str = ""
+    resource: str
+
+
+class AdmissionRequest(_Envelope):
+    uid: str = Field(min_length=1)
+    kind: GroupVersionKind
+    resource: GroupVersionResource
+    sub_resource: str = Field(default="", alias="subResource")
+    namespace: str = ""
+    operation: str
+    dry_run: bool = Field(default=False, alias="dryRun")
+    object: dict[str, Any] | None = None
+
+    @property
+    def is_pod_create(self) -> bool:
+        """Only a new Pod is ours to mutate; sub-resources and other kinds pass."""
+        return (
+            self.operation == "CREATE"
+            and self.kind.group == ""
+            and self.kind.kind == "Pod"
+            and self.resource.resource == "pods"
+            and not self.sub_resource
+        )
+
+
+class AdmissionReview(_Envelope):
+    api_version: Literal["admission.k8s.io/v1"] = Field(alias="apiVersion")
+    kind: Literal["AdmissionReview"]
+    request: AdmissionRequest
+
+
+def parse_review(body: bytes) -> AdmissionReview:
+    """The envelope of ``body``; BadRequest with a one-line reason otherwise."""
+    if not body.strip():
+        raise BadRequest("empty body: expected an admission.k8s.io/v1 AdmissionReview")
+    try:
+        review = AdmissionReview.model_validate_json(body)
+    except ValidationError as exc:
+        raise BadRequest(_describe(exc)) from exc
+    request = review.request
+    if request.is_pod_create and request.object is None:
+        raise BadRequest("request.object: a Pod CREATE must carry the pod")
+    if request.is_pod_create and not request.namespace:
+        raise BadRequest("request.namespace: a Pod CREATE must name its namespace")
+    return review
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first problem, by JSON path: enough to fix the sender, short enough to log."""
+    error = exc.errors(include_url=False, include_context=False, include_input=False)[0]
+    if error["type"] == "json_invalid":
+        return "body is not JSON: expected an admission.k8s.io/v1 AdmissionReview"
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    if where == "apiVersion" and error["type"] == "literal_error":
+        return f"apiVersion: this webhook speaks {API_VERSION} only"
+    if where == "kind" and error["type"] == "literal_error":
+        return "kind: expected AdmissionReview"
+    if error["type"] == "model_type":
+        return f"{where}: expected a JSON object (an admission.k8s.io/v1 AdmissionReview)"
+    return f"{where}: {error['msg']}"
+
+
+def _review(response: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
+
+
+def allowed(
+    uid: str, patch: list[dict[str, Any]] | None = None, warnings: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Admit, with the JSON patch when there is one."""
+    response: dict[str, Any] = {"uid": uid, "allowed": True}
+    if patch:
+        encoded = json.dumps(patch, separators=(",", ":")).encode()
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(encoded).decode("ascii")
+    if warnings:
+        response["warnings"] = list(warnings)
+    return _review(response)
+
+
+def denied(uid: str, message: str, *, code: Literal[403, 500] = 403) -> dict[str, Any]:
+    """Refuse the object; the API server shows ``message`` to whoever created it."""
+    reason = "Forbidden" if code == 403 else "InternalError"
+    status = {"code": code, "message": message, "reason": reason}
+    return _review({"uid": uid, "allowed": False, "status": status})
+
+
+def errored(uid: str) -> dict[str, Any]:
+    """Refuse after a bug of ours: the pod must not start without its secrets."""
+    message = f"internal error handling request {uid}; see the webhook logs"
+    return denied(uid, message, code=500)
