@@ -9,6 +9,7 @@ agent's start time matters for pods waiting on their first write.
 
 from __future__ import annotations
 
+import functools
 import json
 import string
 from collections.abc import Callable, Mapping
@@ -24,12 +25,17 @@ Fields = Mapping[str, Any]
 def render_file(spec: SecretFile, secret: Secret) -> bytes:
     """The bytes of one secret file: its template if any, else its format."""
     fields = _selected(spec, secret)
-    if spec.template is not None:
-        return _template(spec.template, fields, path=secret.path).encode()
-    fmt = spec.format or ("raw" if spec.key is not None or secret.scalar else "json")
-    if fmt == "raw":
-        return _raw(spec, secret)
-    return _FORMATS[fmt](fields, secret.path)
+    try:
+        if spec.template is not None:
+            return _template(spec.template, fields, path=secret.path).encode()
+        fmt = spec.format or ("raw" if spec.key is not None or secret.scalar else "json")
+        if fmt == "raw":
+            return _raw(spec, secret)
+        return _FORMATS[fmt](fields, secret.path)
+    except UnicodeEncodeError:
+        raise RenderError(
+            f"file {spec.name}: {secret.path} holds text that is not valid Unicode"
+        ) from None
 
 
 def env_value(spec: EnvSecret, secret: Secret) -> str:
@@ -50,7 +56,10 @@ def env_file(values: Mapping[str, str]) -> bytes:
             raise RenderError(f"env {name!r}: not an environment variable name")
         if "\0" in value:
             raise RenderError(f"env {name}: the value holds a NUL byte, which env cannot carry")
-        records.append(f"{name}={value}".encode() + b"\0")
+        try:
+            records.append(f"{name}={value}".encode() + b"\0")
+        except UnicodeEncodeError:
+            raise RenderError(f"env {name}: the value is not valid Unicode") from None
     return b"".join(records)
 
 
@@ -129,10 +138,30 @@ def _yaml(fields: Fields, path: str) -> bytes:
     import yaml  # here, not at the top: only pods asking for yaml pay for the import
 
     try:
-        text = yaml.safe_dump(dict(fields), sort_keys=False, allow_unicode=True)
+        text = yaml.dump(dict(fields), Dumper=_yaml_dumper(), sort_keys=False, allow_unicode=True)
     except yaml.YAMLError:
         raise RenderError(f"{path}: a field cannot be written as yaml") from None
     return text.encode()
+
+
+@functools.cache
+def _yaml_dumper() -> type[Any]:
+    """``SafeDumper`` that double-quotes strings holding NEL, LS or PS.
+
+    With ``allow_unicode`` PyYAML writes those raw in plain or single-quoted
+    scalars, where a reader folds them into spaces; double quotes escape them.
+    """
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        style = '"' if any(c in value for c in "\x85\u2028\u2029") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, represent_str)
+    return Dumper
 
 
 def _env_names(fields: Fields, path: str) -> dict[str, str]:

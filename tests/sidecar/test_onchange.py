@@ -1,0 +1,217 @@
+"""on-change actions against real processes and a real local HTTP server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from sidecar.config import SIGNAL_MARKER_ENV, HttpAction, SignalAction
+from sidecar.onchange import main_process, run_actions
+
+# The app: traps SIGHUP by writing its marker; with "spawn" it first starts a
+# child carrying the same env (as a container's children do), which must not be
+# the one signalled.
+APP = """
+import pathlib, signal, subprocess, sys, time
+marker, ready, spawn = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3] == "spawn"
+signal.signal(signal.SIGHUP, lambda *_: marker.write_text("hup"))
+child = None
+if spawn:
+    child = subprocess.Popen([sys.executable, "-c", sys.argv[4], f"{marker}.child",
+                              f"{ready}.child", "no", sys.argv[4]])
+ready.write_text("ready")
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and not pathlib.Path(f"{marker}.stop").exists():
+    time.sleep(0.01)
+if child:
+    child.terminate()
+"""
+
+
+def wait_for(path: Path, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    """A running app process (and its child) marked as a container with a unique name."""
+    container = f"app-{uuid.uuid4().hex[:8]}"
+    marker, ready = tmp_path / "hup", tmp_path / "ready"
+    env = {**os.environ, SIGNAL_MARKER_ENV: container}
+    process = subprocess.Popen(
+        [sys.executable, "-c", APP, str(marker), str(ready), "spawn", APP], env=env
+    )
+    assert wait_for(ready)
+    assert wait_for(Path(f"{ready}.child"))
+    yield container, process, marker
+    Path(f"{marker}.stop").write_text("stop")
+    process.wait(timeout=10)
+
+
+def test_signal_reaches_the_main_process_not_its_child(
+    app: tuple[str, subprocess.Popen[bytes], Path],
+) -> None:
+    container, process, marker = app
+    assert main_process(container) == process.pid
+    assert run_actions([SignalAction(signal="SIGHUP", container=container)]) == []
+    assert wait_for(marker)
+    time.sleep(0.1)
+    assert not Path(f"{marker}.child").exists()
+    assert process.poll() is None
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        pytest.param(
+            SignalAction(signal="SIGHUP", container="ghost-c0ntainer"),
+            "ghost-c0ntainer",
+            id="no-process",
+        ),
+        pytest.param(
+            SignalAction(signal="SIGNOPE", container="app"),
+            "SIGNOPE to container app: no such signal",
+            id="bad-signal",
+        ),
+    ],
+)
+def test_signal_problems_name_the_container(action: SignalAction, expected: str) -> None:
+    problems = run_actions([action])
+    assert len(problems) == 1
+    assert expected in problems[0]
+
+
+def _fake_process(proc: Path, pid: str, *, stat: str | None, environ: bytes | None) -> None:
+    entry = proc / pid
+    entry.mkdir()
+    if stat is not None:
+        (entry / "stat").write_text(stat)
+    if environ is None:
+        (entry / "environ").mkdir()  # reading it fails, as for another uid's process
+    else:
+        (entry / "environ").write_bytes(environ)
+
+
+def _stat(comm: str, start: int) -> str:
+    fields = ["S", *["0"] * 18, str(start), "0", "0"]
+    return f"1 ({comm}) {' '.join(fields)}\n"
+
+
+def test_main_process_is_the_oldest_readable_marked_one(tmp_path: Path) -> None:
+    marked = f"A=1\0{SIGNAL_MARKER_ENV}=web\0".encode()
+    _fake_process(tmp_path, "100", stat=_stat("app", 500), environ=marked)
+    _fake_process(tmp_path, "101", stat=_stat("hidden", 100), environ=None)
+    _fake_process(tmp_path, "102", stat=_stat("other", 50), environ=b"LATCHKEY_CONTAINER=webx\0")
+    _fake_process(tmp_path, "103", stat=None, environ=marked)
+    _fake_process(tmp_path, "104", stat=_stat("my (app) 2", 450), environ=marked)
+    _fake_process(tmp_path, "105", stat="garbage", environ=marked)
+    (tmp_path / "self").mkdir()
+    assert main_process("web", proc=tmp_path) == 104
+    assert main_process("webx", proc=tmp_path) == 102
+    assert main_process("we", proc=tmp_path) is None
+
+
+# --- http ---------------------------------------------------------------------------------
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers POST /ok with 204, /slow after a second, anything else with 500."""
+
+    seen: ClassVar[list[tuple[str, str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.seen.append((self.command, self.path, body))
+        if self.path.startswith("/slow"):
+            time.sleep(1)
+        self.send_response(204 if self.path.startswith("/ok") else 500)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep test output quiet."""
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[int, list[tuple[str, str, bytes]]]]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    httpd.daemon_threads = True
+    httpd.block_on_close = False
+    Recorder.seen = []
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield httpd.server_address[1], Recorder.seen
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_http_post_is_sent(server: tuple[int, list[tuple[str, str, bytes]]]) -> None:
+    port, seen = server
+    assert run_actions([HttpAction(url=f"http://localhost:{port}/ok/reload?x=1")]) == []
+    assert seen == [("POST", "/ok/reload?x=1", b"")]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("/fail", "HTTP 500", id="server-error"),
+        pytest.param("/slow", "timed out", id="timeout"),
+    ],
+)
+def test_http_problems_name_the_url(
+    server: tuple[int, list[tuple[str, str, bytes]]], path: str, expected: str
+) -> None:
+    url = f"http://127.0.0.1:{server[0]}{path}"
+    problems = run_actions([HttpAction(url=url)], timeout=0.3)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"POST {url}: ")
+    assert expected in problems[0]
+
+
+def test_http_closed_port(caplog: pytest.LogCaptureFixture) -> None:
+    url = f"http://localhost:{closed_port()}/reload"
+    with caplog.at_level(logging.WARNING, logger="sidecar.onchange"):
+        problems = run_actions([HttpAction(url=url)])
+    assert len(problems) == 1
+    assert url in problems[0]
+    assert "ConnectionRefusedError" in problems[0]
+    assert problems[0] in caplog.text
+
+
+def test_one_failure_does_not_stop_the_others(
+    server: tuple[int, list[tuple[str, str, bytes]]],
+) -> None:
+    port, seen = server
+    actions: list[SignalAction | HttpAction] = [
+        HttpAction(url=f"http://localhost:{port}/fail"),
+        SignalAction(signal="SIGHUP", container="ghost-c0ntainer"),
+        HttpAction(url=f"http://localhost:{port}/ok"),
+    ]
+    problems = run_actions(actions)
+    assert len(problems) == 2
+    assert problems[0] == f"POST http://localhost:{port}/fail: HTTP 500 Internal Server Error"
+    assert problems[1].startswith("signal SIGHUP to container ghost-c0ntainer: ")
+    assert [path for _, path, _ in seen] == ["/fail", "/ok"]
