@@ -1,0 +1,98 @@
+"""TLS for the plain (no cert-manager) install: a CA, a serving certificate, the caBundle.
+
+Writes into the plain overlay (``manifests/overlays/plain`` unless ``--overlay``):
+``tls.crt`` and ``tls.key`` (the Secret the webhook serves with), ``ca.crt`` (the
+bundle the API server trusts) and ``ca-bundle-patch.yaml`` (puts that bundle into
+the MutatingWebhookConfiguration). All of them are gitignored.
+
+Run it again to renew, then ``kubectl apply -k`` again. The new bundle keeps the
+previous CA as well, so replicas still serving the old certificate stay trusted
+until the kubelet delivers the renewed Secret and the webhook reloads it. The CA
+key is not kept: each run makes a fresh CA, so no long-lived key lies on disk.
+
+    python hack/plain-certs.py [--overlay DIR] [--namespace latchkey] [--days 365]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import json
+from pathlib import Path
+
+# Run as a script, this file's directory is on sys.path; hack/certs.py is the shared helper.
+from certs import issue, make_ca, write_pair
+from cryptography import x509
+
+OVERLAY = Path(__file__).resolve().parents[1] / "manifests" / "overlays" / "plain"
+SERVICE = "latchkey-webhook"
+PEM_END = b"-----END CERTIFICATE-----\n"
+
+
+def service_names(service: str, namespace: str) -> list[str]:
+    """The names the API server may use to reach the Service (it uses the first)."""
+    return [f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
+
+
+def previous_ca(bundle_path: Path) -> bytes:
+    """The CA that signed the certificate now deployed, if still valid; else nothing.
+
+    Only the first certificate of the old bundle is carried over, so bundles do
+    not grow with every renewal.
+    """
+    if not bundle_path.exists():
+        return b""
+    first = bundle_path.read_bytes().split(PEM_END)[0] + PEM_END
+    try:
+        cert = x509.load_pem_x509_certificate(first)
+    except ValueError:
+        return b""
+    if cert.not_valid_after_utc <= dt.datetime.now(dt.UTC):
+        return b""
+    return first
+
+
+def patch_text(bundle: bytes) -> str:
+    """A JSON patch (JSON is YAML) setting the caBundle of the only webhook."""
+    ops = [
+        {
+            "op": "add",
+            "path": "/webhooks/0/clientConfig/caBundle",
+            "value": base64.b64encode(bundle).decode(),
+        }
+    ]
+    return "# Written by hack/plain-certs.py.\n" + json.dumps(ops, indent=2) + "\n"
+
+
+def write_overlay(overlay: Path, *, namespace: str, days: int) -> list[str]:
+    """Make a CA and a serving certificate and write the overlay's files; return their names."""
+    ca = make_ca("Latchkey webhook CA", days=days + 30)
+    bundle = ca.cert_pem + previous_ca(overlay / "ca.crt")
+    write_pair(
+        issue(ca, service_names(SERVICE, namespace), days=days),
+        overlay / "tls.crt",
+        overlay / "tls.key",
+    )
+    (overlay / "ca.crt").write_bytes(bundle)
+    (overlay / "ca-bundle-patch.yaml").write_text(patch_text(bundle), encoding="utf-8")
+    return ["tls.crt", "tls.key", "ca.crt", "ca-bundle-patch.yaml"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--overlay", type=Path, default=OVERLAY, help="the plain overlay directory")
+    parser.add_argument("--namespace", default="latchkey", help="where the webhook runs")
+    parser.add_argument("--days", type=int, default=365, help="serving certificate lifetime")
+    args = parser.parse_args()
+    if not (args.overlay / "kustomization.yaml").is_file():
+        parser.error(f"{args.overlay} has no kustomization.yaml: is it the plain overlay?")
+    if args.days < 1:
+        parser.error("--days must be at least 1")
+    names = write_overlay(args.overlay, namespace=args.namespace, days=args.days)
+    print(f"wrote {', '.join(names)} to {args.overlay}")
+    print(f"next: kubectl apply -k {args.overlay}")
+
+
+if __name__ == "__main__":
+    main()

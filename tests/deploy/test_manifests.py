@@ -1,0 +1,96 @@
+"""The overlays render, validate for the Kubernetes versions we support, and keep the
+properties the install relies on (see docs/install.md)."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from tests.deploy.conftest import OVERLAYS
+from tests.deploy.schemas import validate
+from tests.deploy.tools import MANIFESTS, by_kind, kustomize
+from webhook.settings import load_config
+
+Docs = dict[str, list[dict[str, Any]]]
+VERSIONS = ["1.29.0", "1.33.0"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_document_validates(rendered: Docs, overlay: str, version: str) -> None:
+    docs = rendered[overlay]
+    for doc in docs:
+        validate(doc, version)
+    kinds = {doc["kind"] for doc in docs}
+    assert {"Deployment", "MutatingWebhookConfiguration", "NetworkPolicy"} <= kinds
+
+
+@pytest.mark.parametrize(
+    ("kind", "breakage"),
+    [
+        pytest.param("Deployment", ("spec", "replicaz", 2), id="unknown-deployment-field"),
+        pytest.param("Certificate", ("spec", "dnsName", ["x"]), id="unknown-certificate-field"),
+        pytest.param("Issuer", ("spec", "selfSigned", "yes"), id="issuer-wrong-type"),
+    ],
+)
+def test_validation_rejects_broken_documents(
+    rendered: Docs, kind: str, breakage: tuple[str, str, Any]
+) -> None:
+    doc = copy.deepcopy(next(d for d in rendered["cert-manager"] if d["kind"] == kind))
+    section, key, value = breakage
+    doc[section][key] = value
+    with pytest.raises((kubernetes_validate.ValidationError, jsonschema.ValidationError)):
+        validate(doc, VERSIONS[-1])
+
+
+def test_cert_manager_overlay_wires_the_ca_into_the_webhook(rendered: Docs) -> None:
+    docs = rendered["cert-manager"]
+    webhook = by_kind(docs, "MutatingWebhookConfiguration")
+    injected = webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+    certificates = [d for d in docs if d["kind"] == "Certificate"]
+    serving = next(d for d in certificates if d["metadata"]["name"] == "latchkey-webhook")
+    assert injected == f"{serving['metadata']['namespace']}/{serving['metadata']['name']}"
+    assert serving["spec"]["secretName"] == _tls_secret_name(docs)
+    assert "latchkey-webhook.latchkey.svc" in serving["spec"]["dnsNames"]
+
+
+def test_plain_overlay_carries_secret_and_ca_bundle(rendered: Docs) -> None:
+    docs = rendered["plain"]
+    secret = by_kind(docs, "Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert set(secret["data"]) == {"tls.crt", "tls.key"}
+    assert secret["metadata"]["name"] == _tls_secret_name(docs)
+    webhook = by_kind(docs, "MutatingWebhookConfiguration")["webhooks"][0]
+    assert webhook["clientConfig"]["caBundle"]
+
+
+def test_plain_overlay_names_the_missing_files_before_certs_exist(tmp_path: Path) -> None:
+    bare = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, bare, ignore=shutil.ignore_patterns("tls.*", "ca.crt", "ca-*"))
+    with pytest.raises(AssertionError, match=r"tls\.crt"):
+        kustomize(bare / "overlays" / "plain")
+
+
+def _tls_secret_name(docs: list[dict[str, Any]]) -> str:
+    volumes = by_kind(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    return str(next(v["secret"]["secretName"] for v in volumes if "secret" in v))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_config_map_loads_with_the_webhooks_own_loader(
+    rendered: Docs, overlay: str, tmp_path: Path
+) -> None:
+    config_map = by_kind(rendered[overlay], "ConfigMap")
+    assert config_map["metadata"]["name"] == "latchkey-config"
+    path = tmp_path / "config.yaml"
+    path.write_text(config_map["data"]["config.yaml"], encoding="utf-8")
+    config = load_config(path)
+    assert "default" in config.stores
+    args = by_kind(rendered[overlay], "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--config=/etc/latchkey/config/config.yaml" in args["args"]

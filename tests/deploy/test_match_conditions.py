@@ -1,0 +1,88 @@
+"""The webhook's matchConditions, evaluated with a real CEL implementation (cel-python).
+
+``failurePolicy: Fail`` is only safe because these conditions keep every pod that did
+not opt in away from the webhook: this is the line between "annotated pods wait for
+Latchkey" and "no pod in the cluster can start while Latchkey is down".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import celpy
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.deploy.tools import by_kind
+
+INJECT = "latchkey.dev/inject"
+Matcher = Callable[[dict[str, Any]], bool]
+
+
+@pytest.fixture(scope="module")
+def matches(rendered: dict[str, list[dict[str, Any]]]) -> Matcher:
+    """Whether the API server would send a pod to the webhook (all conditions true)."""
+    (webhook,) = by_kind(rendered["cert-manager"], "MutatingWebhookConfiguration")["webhooks"]
+    env = celpy.Environment()
+    programs = [env.program(env.compile(c["expression"])) for c in webhook["matchConditions"]]
+
+    def evaluate(pod: dict[str, Any]) -> bool:
+        activation = {"object": celpy.json_to_cel(pod), "oldObject": None}
+        results = [program.evaluate(activation) for program in programs]
+        assert all(isinstance(r, celpy.celtypes.BoolType) for r in results), results
+        return all(bool(r) for r in results)
+
+    return evaluate
+
+
+def _pod(metadata: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        pytest.param({"annotations": {INJECT: "true"}}, True, id="opted-in"),
+        pytest.param(
+            {"generateName": "web-", "annotations": {INJECT: "true", "other": "x"}},
+            True,
+            id="opted-in-with-others",
+        ),
+        pytest.param({"annotations": {INJECT: "false"}}, False, id="false"),
+        pytest.param({"annotations": {INJECT: "True"}}, False, id="capitalised-true"),
+        pytest.param({"annotations": {INJECT: ""}}, False, id="empty-value"),
+        pytest.param({"name": "web"}, False, id="no-annotations-at-all"),
+        pytest.param({"annotations": {}}, False, id="empty-annotations"),
+        pytest.param(
+            {"annotations": {"prometheus.io/scrape": "true", "latchkey.dev/secret-db": "kv/db"}},
+            False,
+            id="other-annotations-only",
+        ),
+        pytest.param({"labels": {INJECT: "true"}}, False, id="label-not-annotation"),
+    ],
+)
+def test_only_opted_in_pods_reach_the_webhook(
+    matches: Matcher, metadata: dict[str, Any], expected: bool
+) -> None:
+    assert matches(_pod(metadata)) is expected
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([INJECT, "latchkey.dev/status", "app", "latchkey.dev/injectx"])
+        | st.text(min_size=1, max_size=20),
+        st.sampled_from(["true", "false", "TRUE", " true", ""]) | st.text(max_size=8),
+        max_size=6,
+    )
+)
+def test_condition_is_exactly_inject_equals_true(
+    matches: Matcher, annotations: dict[str, str]
+) -> None:
+    assert matches(_pod({"annotations": annotations})) is (annotations.get(INJECT) == "true")
