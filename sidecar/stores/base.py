@@ -48,5 +48,9 @@ class Store(Protocol):
     def renew(self, lease: Lease) -> Lease:
         """Renew a lease; raise StoreError when it cannot be renewed."""
 
+    def maintain(self) -> float:
+        """Keep the login alive: renew it when due, log in again when the token file
+        rotated or the login cannot be renewed. Returns the epoch time to call again."""
+
     def close(self, *, revoke: bool) -> None:
         """Release connections; revoke the store token when ``revoke``."""

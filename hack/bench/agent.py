@@ -1,0 +1,172 @@
+"""Benchmark: the agent's ``--once`` beside ``bao agent``, time to files and peak RSS.
+
+Both fetch N KV v2 secrets (N = 1, 10, 100) from the same real OpenBao dev
+server over TLS, logging in with the same projected-token-shaped JWT, and write
+one file per secret, then exit: ours with ``--once``, bao agent with JWT
+auto-auth, one template per secret and ``exit_after_auth`` (it renders every
+template once, then exits). Each run is a fresh process; its wall time from
+spawn to exit (all files written) and its peak RSS (``wait4``'s ``ru_maxrss``)
+are taken, runs interleaved so machine noise hits both alike; medians printed
+with ratios. Targets (issue 3): time <= 1.0x at 10 and 100, <= 1.5x at 1;
+RSS <= 0.5x at every size.
+
+    python hack/bench/agent.py [--runs 7] [--sizes 1,10,100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from hack.localstore import Issuer, OpenBao, bao_binary  # noqa: E402
+
+ROLE, NAMESPACE, ACCOUNT, AUDIENCE = "bench", "bench", "app", "openbao"
+Run = tuple[float, float]  # seconds, MiB
+
+
+def seed(store: OpenBao, issuer: Issuer, count: int) -> None:
+    """JWT auth, a read policy and ``count`` secrets at secret/data/bench/sN."""
+    store.enable_jwt(issuer)
+    store.write_policy("bench", 'path "secret/data/bench/*" { capabilities = ["read"] }')
+    store.add_jwt_role(
+        ROLE, namespace=NAMESPACE, service_account=ACCOUNT, audience=AUDIENCE, policies=["bench"]
+    )
+    for i in range(count):
+        store.put_kv2(f"bench/s{i}", {"username": f"user-{i}", "password": f"pw-{i:04d}"})
+
+
+def measure(argv: list[str], *, env: dict[str, str], out: Path, expect: int) -> Run:
+    """Spawn, wait, and return (wall seconds, peak RSS MiB); fail loudly on a bad run."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    written = len(list(out.iterdir()))
+    if proc.returncode != 0 or written != expect:
+        raise SystemExit(f"{argv[0]} failed ({proc.returncode}, {written}/{expect}):\n{output}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def ours(store: OpenBao, token: Path, out: Path, count: int) -> tuple[list[str], dict[str, str]]:
+    config = {
+        "store": {
+            "kind": "vault",
+            "address": store.address,
+            "caBundle": store.ca_file.read_text(),
+            "auth": {"method": "jwt", "audience": AUDIENCE},
+        },
+        "role": ROLE,
+        "tokenPath": str(token),
+        "secretsDir": str(out),
+        "stateDir": str(out.parent / "state"),
+        "files": [{"name": f"s{i}", "path": f"secret/data/bench/s{i}"} for i in range(count)],
+    }
+    env = {**os.environ, "LATCHKEY_CONFIG": json.dumps(config)}
+    return [sys.executable, "-m", "sidecar", "--once"], env
+
+
+def bao_agent(
+    store: OpenBao, token: Path, out: Path, count: int, workdir: Path
+) -> tuple[list[str], dict[str, str]]:
+    templates = "".join(
+        "template {\n"
+        f'  contents = "{{{{ with secret \\"secret/data/bench/s{i}\\" }}}}'
+        '{{ .Data.data | toJSON }}{{ end }}"\n'
+        f'  destination = "{out}/s{i}"\n'
+        "  error_on_missing_key = true\n}\n"
+        for i in range(count)
+    )
+    hcl = (
+        f'vault {{\n  address = "{store.address}"\n  ca_cert = "{store.ca_file}"\n}}\n'
+        'auto_auth {\n  method "jwt" {\n    mount_path = "auth/jwt"\n'
+        f'    config = {{\n      path = "{token}"\n      role = "{ROLE}"\n'
+        "      remove_jwt_after_reading = false\n    }\n  }\n}\n"
+        "exit_after_auth = true\n"
+        "template_config {\n  exit_on_retry_failure = true\n}\n" + templates
+    )
+    config = workdir / f"bao-agent-{count}.hcl"
+    config.write_text(hcl)
+    return [bao_binary(), "agent", f"-config={config}"], dict(os.environ)
+
+
+def bench(sizes: list[int], runs: int) -> list[dict[str, float]]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="latchkey-bench-") as tmp:
+        workdir = Path(tmp)
+        issuer = Issuer()
+        store = OpenBao(workdir / "openbao")
+        store.start()
+        try:
+            seed(store, issuer, max(sizes))
+            token = workdir / "token"
+            token.write_text(
+                issuer.mint(namespace=NAMESPACE, service_account=ACCOUNT, audience=AUDIENCE)
+            )
+            for count in sizes:
+                rows.append(_size(store, token, workdir, count, runs))
+        finally:
+            store.stop()
+    return rows
+
+
+def _size(store: OpenBao, token: Path, workdir: Path, count: int, runs: int) -> dict[str, float]:
+    out = workdir / "out"
+    tools: dict[str, Callable[[], tuple[list[str], dict[str, str]]]] = {
+        "bao": lambda: bao_agent(store, token, out, count, workdir),
+        "ours": lambda: ours(store, token, out, count),
+    }
+    results: dict[str, list[Run]] = {name: [] for name in tools}
+    for _ in range(runs + 1):  # the first round warms caches and is dropped
+        for name, command in tools.items():
+            argv, env = command()
+            results[name].append(measure(argv, env=env, out=out, expect=count))
+    row: dict[str, float] = {"secrets": count}
+    for name, samples in results.items():
+        row[f"{name}_ms"] = statistics.median(s[0] for s in samples[1:]) * 1000
+        row[f"{name}_mib"] = statistics.median(s[1] for s in samples[1:])
+    row["time_ratio"] = row["ours_ms"] / row["bao_ms"]
+    row["rss_ratio"] = row["ours_mib"] / row["bao_mib"]
+    return row
+
+
+def table(rows: list[dict[str, float]]) -> str:
+    lines = [
+        "| secrets | bao agent ms | latchkey ms | time ratio | bao agent MiB | latchkey MiB | RSS ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['secrets']:.0f} | {r['bao_ms']:.0f} | {r['ours_ms']:.0f} | "
+            f"{r['time_ratio']:.2f}x | {r['bao_mib']:.1f} | {r['ours_mib']:.1f} | "
+            f"{r['rss_ratio']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--sizes", default="1,10,100")
+    args = parser.parse_args()
+    rows = bench([int(s) for s in args.sizes.split(",")], args.runs)
+    print(f"median of {args.runs} runs each, {os.cpu_count()} CPUs")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The projected service-account token: read fresh from its file, rotation noticed.
+
+The kubelet rewrites the token at about 80% of its life (an atomic symlink
+swap), so the agent never caches it beyond one login: every login reads the
+file again, and :meth:`TokenFile.rotated` tells the agent that a new login is
+due. Only a digest of the last token is kept, never the token itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from sidecar.errors import TokenError
+
+
+class TokenFile:
+    """One projected token file; knows whether it changed since the last login."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._digest: bytes | None = None
+
+    def _read(self) -> str:
+        try:
+            token = self.path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError as exc:
+            raise TokenError(f"projected token file {self.path} does not exist") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise TokenError(f"projected token file {self.path} is unreadable: {reason}") from exc
+        if not token:
+            raise TokenError(f"projected token file {self.path} is empty")
+        return token
+
+    def read(self) -> str:
+        """The token for a login now; remembered (as a digest) for :meth:`rotated`."""
+        token = self._read()
+        self._digest = hashlib.sha256(token.encode()).digest()
+        return token
+
+    def rotated(self) -> bool:
+        """True when the file holds another token than the one last logged in with.
+
+        An unreadable file counts as not rotated: the current login stays good
+        until it expires, and the next login reports the file's problem.
+        """
+        try:
+            token = self._read()
+        except TokenError:
+            return False
+        return hashlib.sha256(token.encode()).digest() != self._digest

@@ -1,0 +1,103 @@
+"""The agent's flags, and running it: ``--once`` until a deadline, or until SIGTERM.
+
+``--once`` (init containers, Jobs) retries what is worth retrying until the
+deadline and never revokes its store token: dynamic secrets leased under it
+would die with it. The long-running agent revokes its token when told to stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Mapping, Sequence
+
+from sidecar.errors import ConfigError
+from sidecar.logs import Log
+
+DEFAULT_DEADLINE = 60.0
+MAX_TIMEOUT = 10.0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"usage: {message} (see latchkey-sidecar --help)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="latchkey-sidecar", description="Keep secrets from a store in files.")
+    p.add_argument("--config", help="config file (JSON or YAML); default: $LATCHKEY_CONFIG")
+    p.add_argument("--once", action="store_true", help="fetch, write and exit (init mode)")
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=DEFAULT_DEADLINE,
+        help="--once: seconds to keep retrying an unreachable store (60)",
+    )
+    store = p.add_argument_group("standalone store (replaces the config's store)")
+    store.add_argument("--address", help="https://vault.example:8200")
+    store.add_argument("--ca-file", help="PEM file of CA certificates to trust")
+    store.add_argument("--namespace", help="Vault/OpenBao namespace")
+    store.add_argument("--auth-method", choices=["jwt", "kubernetes"], default="jwt")
+    store.add_argument("--auth-mount", help="auth mount path (default: the method's name)")
+    store.add_argument("--audience", default="vault", help="audience of the projected token")
+    what = p.add_argument_group("what to fetch (added to the config's)")
+    what.add_argument("--role", help="store role to log in as")
+    what.add_argument("--token-path", help="projected service-account token file")
+    what.add_argument("--secret", action="append", default=[], metavar="NAME=PATH[#KEY]")
+    what.add_argument("--format", action="append", default=[], metavar="NAME=FMT")
+    what.add_argument("--template", action="append", default=[], metavar="NAME=TEXT")
+    what.add_argument("--file-mode", action="append", default=[], metavar="NAME=OCTAL")
+    what.add_argument("--env", action="append", default=[], metavar="VAR=PATH#KEY")
+    what.add_argument("--env-file", help="where to write the env values (default: STATE_DIR/env)")
+    what.add_argument("--secrets-dir", help="directory of the secret files")
+    what.add_argument("--state-dir", help="directory of the probes' ready/alive files")
+    what.add_argument("--wrapper-dir", help="install the env wrapper here")
+    what.add_argument("--refresh", help="re-read interval of static secrets: 30s, 5m, 1h")
+    return p
+
+
+def run(argv: Sequence[str], environ: Mapping[str, str], *, log: Log) -> int:
+    from sidecar.sources import apply_flags, load_base, validate
+
+    args = parser().parse_args(argv)
+    base, source = load_base(args, environ)
+    config = validate(apply_flags(base, args), source=source)
+    if not config.files and not config.env:
+        raise ConfigError(f"{source}: no files and no env: nothing to fetch")
+
+    from sidecar.agent import Agent
+    from sidecar.stores import open_store
+
+    timeout = min(MAX_TIMEOUT, args.deadline) if args.once else MAX_TIMEOUT
+    store = open_store(config, log=log, timeout=timeout)
+    agent = Agent(config, store, log=log)
+    if args.once:
+        from sidecar.retry import retry_until
+
+        try:
+            retry_until(agent.start, deadline=args.deadline, log=log)
+        finally:
+            store.close(revoke=False)
+        return 0
+    stop = _stop_on_signals(log)
+    from sidecar.loop import Loop
+
+    try:
+        Loop(agent, stop=stop).run()
+    finally:
+        store.close(revoke=True)
+    log.info("stopped")
+    return 0
+
+
+def _stop_on_signals(log: Log) -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop

@@ -1,0 +1,178 @@
+"""Where the agent's config comes from: ``LATCHKEY_CONFIG``, ``--config FILE``, flags.
+
+The webhook sets ``LATCHKEY_CONFIG``; a user without the webhook writes a file
+or passes flags. Flags go over the file or env config (``--address`` replaces
+the whole store), so one can also tweak an injected config by hand. Everything
+ends in one validation by :class:`sidecar.config.AgentConfig`, and every
+problem is a :class:`ConfigError` naming its source and field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sidecar.config import CONFIG_ENV, ENV_FILE_NAME, STATE_DIR, AgentConfig
+from sidecar.errors import ConfigError
+
+_DURATION = re.compile(r"(\d+)(h|m|s)")
+_UNITS = {"h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> int:
+    """``30s``, ``5m``, ``1h30m`` or plain seconds, as whole seconds."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ConfigError(f"--refresh {text!r}: use a duration such as 30s, 5m, 1h or 1h30m")
+    return sum(int(n) * _UNITS[u] for n, u in parts)
+
+
+def _pair(flag: str, value: str) -> tuple[str, str]:
+    name, sep, rest = value.partition("=")
+    if not sep or not name or not rest:
+        raise ConfigError(f"{flag} {value!r}: expected NAME=VALUE")
+    return name, rest
+
+
+def _path_key(flag: str, value: str) -> tuple[str, str | None]:
+    path, _, key = value.partition("#")
+    if not path:
+        raise ConfigError(f"{flag}: {value!r} has no store path")
+    return path, key or None
+
+
+def load_base(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[dict[str, Any], str]:
+    """The config dict from ``--config FILE`` or ``LATCHKEY_CONFIG``, and its source's name."""
+    if args.config:
+        source = str(args.config)
+        try:
+            text = Path(args.config).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--config {source}: {exc.strerror}") from exc
+        return _parse(text, source=source, yaml_ok=True), source
+    if environ.get(CONFIG_ENV):
+        return _parse(environ[CONFIG_ENV], source=CONFIG_ENV, yaml_ok=False), CONFIG_ENV
+    return {}, "flags"
+
+
+def _parse(text: str, *, source: str, yaml_ok: bool) -> dict[str, Any]:
+    try:
+        if yaml_ok and not text.lstrip().startswith("{"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError and yaml.YAMLError's parsers
+        raise ConfigError(
+            f"{source}: not valid JSON{' or YAML' if yaml_ok else ''}: {exc}"
+        ) from exc
+    except Exception as exc:  # yaml.YAMLError is not a ValueError
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of config keys")
+    return data
+
+
+def apply_flags(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Lay the standalone flags over ``config``."""
+    config = dict(config)
+    if args.address:
+        config["store"] = _store_from_flags(args)
+    scalars = {
+        "role": args.role,
+        "tokenPath": args.token_path,
+        "secretsDir": args.secrets_dir,
+        "stateDir": args.state_dir,
+        "envFile": args.env_file,
+        "wrapperDir": args.wrapper_dir,
+    }
+    config.update({k: v for k, v in scalars.items() if v is not None})
+    if args.refresh:
+        config["refreshSeconds"] = parse_duration(args.refresh)
+    files = [*config.get("files", []), *_files_from_flags(args)]
+    if files:
+        config["files"] = files
+    env = [*config.get("env", []), *_env_from_flags(args)]
+    if env:
+        config["env"] = env
+        state_dir = config.get("stateDir", str(STATE_DIR))
+        config.setdefault("envFile", str(Path(state_dir) / ENV_FILE_NAME))
+    return config
+
+
+def _store_from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    store: dict[str, Any] = {
+        "kind": "vault",
+        "address": args.address,
+        "namespace": args.namespace or "",
+        "auth": {
+            "method": args.auth_method,
+            "mount": args.auth_mount or "",
+            "audience": args.audience,
+        },
+    }
+    if args.ca_file:
+        try:
+            store["caBundle"] = Path(args.ca_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--ca-file {args.ca_file}: {exc.strerror}") from exc
+    return store
+
+
+def _files_from_flags(args: argparse.Namespace) -> list[dict[str, Any]]:
+    files: dict[str, dict[str, Any]] = {}
+    for value in args.secret:
+        name, target = _pair("--secret", value)
+        path, key = _path_key("--secret", target)
+        files[name] = {"name": name, "path": path, **({"key": key} if key else {})}
+    for flag, field, values in (
+        ("--format", "format", args.format),
+        ("--template", "template", args.template),
+        ("--file-mode", "mode", args.file_mode),
+    ):
+        for value in values:
+            name, setting = _pair(flag, value)
+            if name not in files:
+                raise ConfigError(f"{flag} {name}: no --secret {name}=PATH names that file")
+            files[name][field] = _mode(name, setting) if field == "mode" else setting
+    return list(files.values())
+
+
+def _mode(name: str, value: str) -> int:
+    try:
+        return int(value, 8)
+    except ValueError:
+        raise ConfigError(f"--file-mode {name}: {value!r} is not an octal mode like 0440") from None
+
+
+def _env_from_flags(args: argparse.Namespace) -> list[dict[str, Any]]:
+    env = []
+    for value in args.env:
+        name, target = _pair("--env", value)
+        path, key = _path_key("--env", target)
+        if key is None:
+            raise ConfigError(f"--env {name}: name one field, as in {name}=PATH#KEY")
+        env.append({"name": name, "path": path, "key": key})
+    return env
+
+
+def validate(data: dict[str, Any], *, source: str) -> AgentConfig:
+    """One validation; pydantic's errors become one line naming each bad field."""
+    from pydantic import ValidationError
+
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        raise ConfigError(f"{source}: {problems}") from exc

@@ -1,0 +1,294 @@
+"""Vault and OpenBao over their HTTP API: log in, read, renew, revoke.
+
+The one place where HTTP answers and transport failures become the agent's
+typed errors (:mod:`sidecar.errors`); nothing above this module sees httpx.
+Messages name the store, role, auth mount and path, plus the store's own
+error text, which names things but never holds a secret value.
+
+Not here: scheduling (when to renew, when to read again) is the agent's; this
+module only says when its own login wants attention (:meth:`VaultStore.maintain`).
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from sidecar.auth import TokenFile
+from sidecar.config import VaultStore as VaultConfig
+from sidecar.errors import (
+    ConfigError,
+    LoginDenied,
+    PermissionDenied,
+    SecretNotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from sidecar.logs import Log
+from sidecar.stores.base import Lease, Secret
+
+RENEW_AT = 2 / 3  # of a TTL: renew then, leaving a third for retries
+RETRYABLE = frozenset({412, 429})
+Json = dict[str, Any]
+
+
+def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Trust ``ca_bundle`` (PEM) or the system store; hostnames are always checked."""
+    try:
+        return ssl.create_default_context(cadata=ca_bundle or None)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"store caBundle is not usable PEM: {exc}") from exc
+
+
+def _reason(response: httpx.Response) -> str:
+    """The store's own error text (``{"errors": [...]}``), short and on one line."""
+    try:
+        errors = response.json().get("errors") or []
+        text = "; ".join(str(error) for error in errors)
+    except (ValueError, AttributeError):
+        text = ""
+    text = " ".join((text or response.reason_phrase or "no reason given").split())
+    return text[:300]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return None
+
+
+def parse_secret(path: str, body: Json, *, now: float) -> Secret:
+    """A read's answer as the secret's own fields: KV v2 unwrapped, scalars boxed."""
+    data = body.get("data")
+    if isinstance(data, dict) and isinstance(data.get("metadata"), dict) and "data" in data:
+        data = data["data"]
+        if data is None:
+            raise SecretNotFound(f'"{path}" has no current version (deleted or destroyed)')
+    lease = None
+    if body.get("lease_id"):
+        duration = float(body.get("lease_duration") or 0)
+        renewable = bool(body.get("renewable"))
+        lease = Lease(str(body["lease_id"]), duration, renewable, now + duration)
+    if isinstance(data, dict):
+        return Secret(path, data, lease)
+    return Secret(path, {"value": data}, lease, scalar=True)
+
+
+class VaultStore:
+    """A logged-in (or about to be) Vault/OpenBao client; safe to share between threads."""
+
+    def __init__(
+        self,
+        config: VaultConfig,
+        *,
+        role: str,
+        token_file: TokenFile,
+        log: Log,
+        timeout: float = 10.0,
+        workers: int = 8,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.address = config.address.rstrip("/")
+        self.role = role
+        self.mount = config.auth.mount_path
+        self._token_file = token_file
+        self._log = log
+        self._clock = clock
+        self._timeout = timeout
+        headers = {"X-Vault-Namespace": config.namespace} if config.namespace else {}
+        self._client = httpx.Client(
+            base_url=f"{self.address}/v1/",
+            headers=headers,
+            verify=ssl_context(config.ca_bundle),
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
+            transport=transport,
+            trust_env=False,
+        )
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._generation = 0
+        self._ttl = 0.0
+        self._renew_at = float("inf")
+        self._renewable = False
+
+    # --- HTTP and the error boundary -----------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        token: str | None,
+        body: Json | None = None,
+        subject: str | None = None,
+    ) -> Json:
+        headers = {"X-Vault-Token": token} if token else None
+        try:
+            response = self._client.request(method, path, json=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise StoreUnavailable(
+                f"store {self.address} timed out {what} (after {self._timeout:g}s)"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"store {self.address} unreachable {what}: {exc}") from exc
+        if response.status_code >= 400:
+            login = path.startswith("auth/") and path.endswith("/login")
+            raise self._error(response, what=what, login=login, subject=subject)
+        try:
+            return dict(response.json()) if response.content else {}
+        except (ValueError, TypeError) as exc:
+            raise StoreUnavailable(
+                f"store {self.address} answered {what} with no JSON object"
+            ) from exc
+
+    def _error(
+        self, response: httpx.Response, *, what: str, login: bool, subject: str | None
+    ) -> StoreError:
+        status, reason = response.status_code, _reason(response)
+        if status in RETRYABLE or status >= 500:
+            retry_after = _retry_after(response) if status == 429 else None
+            message = f"store {self.address} answered {status} {what}: {reason}"
+            return StoreUnavailable(message, retry_after=retry_after)
+        if login and status in (400, 401, 403, 404):
+            return LoginDenied(
+                f'store {self.address} denied login as role "{self.role}" '
+                f'at auth mount "{self.mount}": {reason}'
+            )
+        if status == 404 and subject is not None:
+            return SecretNotFound(f'nothing at "{subject}" in store {self.address}')
+        if status in (401, 403) and subject is not None:
+            return PermissionDenied(
+                f'role "{self.role}" may not read "{subject}" at store {self.address}: {reason}'
+            )
+        if status in (401, 403):
+            return PermissionDenied(f"store {self.address} refused {what}: {reason}")
+        return StoreError(f"store {self.address} answered {status} {what}: {reason}")
+
+    # --- the login -----------------------------------------------------------------
+
+    def login(self) -> None:
+        with self._lock:
+            self._login()
+
+    def _login(self) -> None:
+        jwt = self._token_file.read()
+        what = f'logging in as role "{self.role}" at auth mount "{self.mount}"'
+        body = self._call(
+            "POST", f"auth/{self.mount}/login", what=what, token=None,
+            body={"role": self.role, "jwt": jwt},
+        )  # fmt: skip
+        auth = body.get("auth") or {}
+        if not auth.get("client_token"):
+            raise LoginDenied(f"store {self.address} answered {what} without a token")
+        self._token = str(auth["client_token"])
+        self._generation += 1
+        self._set_ttl(float(auth.get("lease_duration") or 0), renewable=bool(auth.get("renewable")))
+        self._log.info(
+            "logged in", store=self.address, role=self.role, mount=self.mount, ttl=self._ttl
+        )
+
+    def _set_ttl(self, ttl: float, *, renewable: bool) -> None:
+        self._ttl, self._renewable = ttl, renewable
+        self._renew_at = self._clock() + ttl * RENEW_AT if ttl > 0 else float("inf")
+
+    def _session(self) -> tuple[str, int]:
+        with self._lock:
+            if self._token is None:
+                self._login()
+            assert self._token is not None
+            return self._token, self._generation
+
+    def maintain(self) -> float:
+        with self._lock:
+            if self._token is None:
+                self._login()
+            elif self._token_file.rotated():
+                self._log.info(
+                    "token file rotated; logging in again", file=str(self._token_file.path)
+                )
+                self._login()
+            elif self._clock() >= self._renew_at:
+                self._renew_login()
+            return self._renew_at
+
+    def _renew_login(self) -> None:
+        """Renew the store token, or log in again when it cannot be renewed (any more)."""
+        if not self._renewable:
+            self._login()
+            return
+        try:
+            body = self._call(
+                "POST", "auth/token/renew-self", what="renewing the store token",
+                token=self._token, body={"increment": int(self._ttl)},
+            )  # fmt: skip
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            self._log.warning("store token not renewed; logging in again", reason=str(exc))
+            self._login()
+            return
+        ttl = float((body.get("auth") or {}).get("lease_duration") or 0)
+        # A shorter TTL than asked means the max TTL is near: log in again next time.
+        self._set_ttl(ttl, renewable=ttl >= self._ttl)
+        self._log.info("store token renewed", store=self.address, role=self.role, ttl=ttl)
+
+    # --- reads and leases ----------------------------------------------------------
+
+    def read(self, path: str) -> Secret:
+        token, generation = self._session()
+        try:
+            return self._read(path, token)
+        except PermissionDenied:
+            if self._token_alive(token):
+                raise
+        # The store forgot our token (restart, revocation): log in once more.
+        with self._lock:
+            if self._generation == generation:
+                self._log.info("store token no longer valid; logging in again", role=self.role)
+                self._login()
+        return self._read(path, self._session()[0])
+
+    def _read(self, path: str, token: str) -> Secret:
+        what = f'reading "{path}"'
+        body = self._call("GET", path.lstrip("/"), what=what, token=token, subject=path)
+        return parse_secret(path, body, now=self._clock())
+
+    def _token_alive(self, token: str) -> bool:
+        try:
+            self._call(
+                "GET", "auth/token/lookup-self", what="checking the store token", token=token
+            )
+        except PermissionDenied:
+            return False
+        return True
+
+    def renew(self, lease: Lease) -> Lease:
+        token, _ = self._session()
+        body = self._call(
+            "PUT", "sys/leases/renew", what=f"renewing lease {lease.lease_id}", token=token,
+            body={"lease_id": lease.lease_id, "increment": int(lease.duration)},
+        )  # fmt: skip
+        duration = float(body.get("lease_duration") or 0)
+        lease_id = str(body.get("lease_id") or lease.lease_id)
+        return Lease(lease_id, duration, bool(body.get("renewable")), self._clock() + duration)
+
+    def close(self, *, revoke: bool) -> None:
+        token, self._token = self._token, None
+        if revoke and token:
+            try:
+                self._call(
+                    "POST", "auth/token/revoke-self", what="revoking the store token", token=token
+                )
+                self._log.info("store token revoked", store=self.address, role=self.role)
+            except StoreError as exc:
+                self._log.warning("store token not revoked", reason=str(exc))
+        self._client.close()
