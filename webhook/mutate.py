@@ -166,7 +166,7 @@ def _add_agents(
 
 def _warnings(request: InjectRequest, targets: Targets) -> tuple[str, ...]:
     warning = targets.ownership.warning
-    warnings = [warning] if warning and request.files else []
+    warnings = [*targets.warnings, *([warning] if warning and request.files else [])]
     for file in request.files:
         if file.template is not None and file.format is not None:
             warnings.append(

@@ -25,6 +25,12 @@ MESH_CONTAINERS = frozenset(
     {"istio-init", "istio-validation", "istio-proxy", "linkerd-init",
      "linkerd-network-validator", "linkerd-proxy"}
 )  # fmt: skip
+MESH_PROXIES = frozenset({"istio-proxy", "linkerd-proxy"})
+CLASSIC_PROXY_WARNING = (
+    "latchkey: {proxy} runs as an ordinary container, so it starts after the latchkey init "
+    "container, whose traffic the mesh already redirects; enable the mesh's native sidecars "
+    "or exclude the store's port from redirection, or the pod will not start"
+)
 
 Container = Mapping[str, Any]
 
@@ -38,6 +44,7 @@ class Targets:
     insert_at: int
     ownership: Ownership
     role: str
+    warnings: tuple[str, ...] = ()
 
 
 def containers_of(spec: Mapping[str, Any], field: str) -> list[Container]:
@@ -77,7 +84,15 @@ def check(
         insert_at=insert_at,
         ownership=ownership,
         role=_role(request, spec, config=config, problems=problems),
+        warnings=_mesh_warnings(apps, inits),
     )
+
+
+def _mesh_warnings(apps: Sequence[Container], inits: Sequence[Container]) -> tuple[str, ...]:
+    """A mesh that redirects traffic in an init container but starts its proxy late."""
+    redirects = any(c.get("name") in {"istio-init", "linkerd-init"} for c in inits)
+    late = sorted(str(c.get("name")) for c in apps if c.get("name") in MESH_PROXIES)
+    return tuple(CLASSIC_PROXY_WARNING.format(proxy=p) for p in late) if redirects else ()
 
 
 def _our_names_free(spec: Mapping[str, Any], problems: Problems) -> None:
@@ -99,11 +114,13 @@ def _select(
     insert_at: int,
     problems: Problems,
 ) -> list[Container]:
-    """The containers that get the secrets: all app containers unless ``containers`` names some."""
+    """The containers that get the secrets: ``containers`` if set, else every app container
+    but a mesh proxy (it has no use for the app's secrets)."""
     if request.containers is None:
-        if not apps:
+        chosen = [c for c in apps if c.get("name") not in MESH_PROXIES]
+        if not chosen:
             problems.add("inject", "the pod has no containers to give the secrets to")
-        return list(apps)
+        return chosen
     by_name = {c.get("name"): c for c in [*apps, *inits]}
     unknown = [name for name in request.containers if name not in by_name]
     if unknown:

@@ -1,0 +1,143 @@
+"""The pure core over real AdmissionReview requests: patch, golden pod, schema, idempotency.
+
+Goldens are the whole pod after the patch; ``LATCHKEY_UPDATE_GOLDEN=1`` rewrites
+them (and the agent-config schema snapshot) for review in the diff.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import pytest
+
+from sidecar.config import CONFIG_ENV, AgentConfig
+from tests.kube import VERSIONS, as_pod, validate
+from webhook.containers import AGENT, INIT, TOKEN
+from webhook.mutate import mutate_pod
+from webhook.ownership import GROUP_READ, OWNER_ONLY, WORLD_READ
+from webhook.settings import WebhookConfig, load_config
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+UPDATE = os.environ.get("LATCHKEY_UPDATE_GOLDEN") == "1"
+OURS = (INIT, AGENT)
+
+
+def review(name: str) -> dict[str, Any]:
+    request: dict[str, Any] = json.loads((FIXTURES / "reviews" / f"{name}.json").read_text())[
+        "request"
+    ]
+    return request
+
+
+def matches_golden(path: Path, value: Any) -> bool:
+    """Compare with a golden JSON file, rewriting it first when asked to."""
+    if UPDATE:
+        path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return bool(json.loads(path.read_text(encoding="utf-8")) == value)
+
+
+@pytest.fixture(scope="module")
+def configs() -> dict[str, WebhookConfig]:
+    native = load_config(FIXTURES / "config.yaml")
+    agent = native.agent.model_copy(update={"native_sidecar": False})
+    return {"native": native, "classic": native.model_copy(update={"agent": agent})}
+
+
+def all_containers(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    spec = pod["spec"]
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+GOLDEN = [
+    pytest.param("deployment-native", "native", 0, id="deployment-native"),
+    pytest.param("deployment-classic-fsgroup", "classic", 0, id="deployment-classic-fsgroup"),
+    pytest.param("job-init-only", "native", 0, id="job-init-only"),
+    pytest.param("cronjob-init-only-classic", "classic", 0, id="cronjob-init-only-classic"),
+    pytest.param("env-distroless", "native", 0, id="env-distroless"),
+    pytest.param("env-init-container-classic", "classic", 0, id="env-init-container-classic"),
+    pytest.param("on-change-signal", "native", 0, id="on-change-signal"),
+    pytest.param("on-change-http", "native", 0, id="on-change-http"),
+    pytest.param("istio-classic-sidecar", "classic", 1, id="istio-classic-sidecar"),
+    pytest.param("linkerd-native-proxy", "native", 0, id="linkerd-native-proxy"),
+    pytest.param("restricted-no-automount", "native", 0, id="restricted-no-automount"),
+    pytest.param("formats-and-modes", "native", 1, id="formats-and-modes"),
+    pytest.param("aws-store", "native", 0, id="aws-store"),
+    pytest.param("unknown-uid-warning", "native", 1, id="unknown-uid-warning"),
+    pytest.param("daemonset-init-selected", "native", 0, id="daemonset-init-selected"),
+]
+
+
+@pytest.mark.parametrize(("name", "mode", "warnings"), GOLDEN)
+def test_review_gives_the_golden_pod(
+    name: str, mode: str, warnings: int, configs: dict[str, WebhookConfig]
+) -> None:
+    request = review(name)
+    pod = request["object"]
+    untouched = copy.deepcopy(pod)
+    mutation = mutate_pod(pod, namespace=request["namespace"], config=configs[mode])
+    assert pod == untouched, "the input pod must not be modified"
+    assert mutation.outcome == "injected"
+    json.dumps(mutation.patch)  # the patch travels as JSON
+    patched = jsonpatch.apply_patch(pod, mutation.patch)
+    assert patched == mutation.pod
+    assert matches_golden(FIXTURES / "golden" / f"{name}.json", patched)
+    assert len(mutation.warnings) == warnings, mutation.warnings
+    for version in VERSIONS:
+        assert validate(patched, version) == [], version
+    again = mutate_pod(patched, namespace=request["namespace"], config=configs[mode])
+    assert (again.outcome, again.patch) == ("already-injected", [])
+
+
+@pytest.mark.parametrize(("name", "mode", "warnings"), GOLDEN)
+def test_golden_pod_keeps_the_token_from_the_app(
+    name: str, mode: str, warnings: int, configs: dict[str, WebhookConfig]
+) -> None:
+    golden = json.loads((FIXTURES / "golden" / f"{name}.json").read_text())
+    for container in all_containers(golden):
+        mounts = {m["name"] for m in container.get("volumeMounts", [])}
+        assert (TOKEN in mounts) == (container["name"] in OURS), container["name"]
+        if container["name"] in OURS:
+            env = {e["name"]: e["value"] for e in container["env"]}
+            config = AgentConfig.model_validate_json(env[CONFIG_ENV])
+            assert config.store in configs[mode].stores.values()
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "inits", "sidecars"),
+    [
+        pytest.param("deployment-native", "native", [AGENT], [], id="native"),
+        pytest.param("deployment-native", "classic", [INIT], [AGENT], id="classic"),
+        pytest.param("job-init-only", "native", [INIT], [], id="init-only-native"),
+        pytest.param("cronjob-init-only-classic", "classic", [INIT], [], id="init-only-classic"),
+        pytest.param(
+            "istio-classic-sidecar", "native", ["istio-init", AGENT], [], id="after-istio-init"
+        ),
+        pytest.param(
+            "linkerd-native-proxy",
+            "classic",
+            ["linkerd-network-validator", "linkerd-proxy", INIT],
+            [AGENT],
+            id="after-linkerd-proxy",
+        ),
+        pytest.param(
+            "daemonset-init-selected", "native", [AGENT, "render-config"], [], id="before-own-init"
+        ),
+    ],
+)
+def test_agent_containers_by_mode(
+    name: str, mode: str, inits: list[str], sidecars: list[str], configs: dict[str, WebhookConfig]
+) -> None:
+    request = review(name)
+    pod = mutate_pod(request["object"], namespace="apps", config=configs[mode]).pod
+    assert pod is not None
+    spec = pod["spec"]
+    assert [c["name"] for c in spec["initContainers"]][: len(inits)] == inits
+    assert [c["name"] for c in spec["containers"] if c["name"] in OURS] == sidecars
+    native = [c for c in spec["initContainers"] if c.get("restartPolicy") == "Always"]
+    assert (AGENT in [c["name"] for c in native]) == (mode == "native" and INIT not in inits)
