@@ -1,0 +1,176 @@
+"""``latchkey-webhook``: serve admission reviews over HTTPS, or inject manifests.
+
+The only place that reads flags and the environment: settings are resolved
+here once (a flag wins over its env var, which wins over the default) and
+passed down. Errors the user can fix end the process with a one-line message
+and exit code 2 (1 for a denied manifest), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from webhook.errors import ConfigError, Denied
+from webhook.settings import load_config
+
+PROG = "latchkey-webhook"
+ENV = {
+    "config": "LATCHKEY_CONFIG_FILE",
+    "tls_cert_file": "LATCHKEY_TLS_CERT_FILE",
+    "tls_key_file": "LATCHKEY_TLS_KEY_FILE",
+    "host": "LATCHKEY_HOST",
+    "port": "LATCHKEY_PORT",
+    "log_level": "LATCHKEY_LOG_LEVEL",
+}
+DEFAULTS = {"host": "0.0.0.0", "port": "8443", "log_level": "info"}
+# LogRecord's own attributes; anything else on a record came from ``extra=``.
+RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    config: Path
+    tls_cert_file: Path
+    tls_key_file: Path
+    host: str
+    port: int
+    log_level: str
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, so a traceback stays one log entry."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update((k, v) for k, v in vars(record).items() if k not in RECORD_FIELDS)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve /mutate over HTTPS (the default)")
+    serve.add_argument("--config", help=f"admin config YAML (env {ENV['config']})")
+    serve.add_argument("--tls-cert-file", help=f"PEM certificate (env {ENV['tls_cert_file']})")
+    serve.add_argument("--tls-key-file", help=f"PEM private key (env {ENV['tls_key_file']})")
+    serve.add_argument("--host", help=f"listen address (env {ENV['host']}; default 0.0.0.0)")
+    serve.add_argument("--port", help=f"listen port (env {ENV['port']}; default 8443)")
+    serve.add_argument("--log-level", help=f"debug, info, warning (env {ENV['log_level']})")
+    inject = commands.add_parser("inject", help="print manifests as they would be injected")
+    inject.add_argument("--config", help=f"admin config YAML (env {ENV['config']})")
+    inject.add_argument("-f", "--filename", required=True, help="manifest YAML; - for stdin")
+    inject.add_argument("-n", "--namespace", help="for documents that name none (default)")
+    return parser
+
+
+def _resolve(args: argparse.Namespace, env: Mapping[str, str], name: str) -> str:
+    value = getattr(args, name, None) or env.get(ENV[name]) or DEFAULTS.get(name)
+    if not value:
+        flag = "--" + name.replace("_", "-")
+        _fail(f"{flag} (or env {ENV[name]}) is required")
+    return value
+
+
+def serve_settings(args: argparse.Namespace, env: Mapping[str, str]) -> ServeSettings:
+    """The serve flags, each falling back to its env var, then to its default."""
+    port = _resolve(args, env, "port")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        _fail(f"port {port!r} is not a TCP port (1-65535)")
+    return ServeSettings(
+        config=Path(_resolve(args, env, "config")),
+        tls_cert_file=Path(_resolve(args, env, "tls_cert_file")),
+        tls_key_file=Path(_resolve(args, env, "tls_key_file")),
+        host=_resolve(args, env, "host"),
+        port=int(port),
+        log_level=_resolve(args, env, "log_level").upper(),
+    )
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def serve(settings: ServeSettings) -> None:
+    """Run uvicorn over HTTPS with the reloading certificate; blocks until stopped."""
+    import uvicorn
+
+    from webhook.app import create_app
+    from webhook.tls import ReloadingTLS
+
+    config = load_config(settings.config)
+    tls = ReloadingTLS(settings.tls_cert_file, settings.tls_key_file)
+    configure_logging(settings.log_level)
+    server = uvicorn.Config(
+        create_app(config, tls=tls),
+        host=settings.host,
+        port=settings.port,
+        ssl_context_factory=lambda _config, _default: tls.server_context(),
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+    uvicorn.Server(server).run()
+
+
+def inject(args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    """Print the manifest after injection; warnings and denials go to stderr."""
+    from webhook.manifests import inject_manifests
+
+    config = load_config(Path(_resolve(args, env, "config")))
+    namespace = args.namespace or "default"
+    try:
+        text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
+        result = inject_manifests(text, config=config, namespace=namespace)
+    except OSError as exc:
+        _fail(f"cannot read {args.filename}: {exc.strerror or exc}")
+    except yaml.YAMLError as exc:
+        _fail(f"{args.filename} is not YAML: {exc}")
+    except Denied as exc:
+        _fail(f"denied: {exc}", code=1)
+    for warning in result.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    sys.stdout.write(result.text)
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    env = os.environ if env is None else env
+    if not argv or argv[0] not in ("serve", "inject", "-h", "--help"):
+        argv.insert(0, "serve")
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "inject":
+            inject(args, env)
+        else:
+            serve(serve_settings(args, env))
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()
