@@ -141,3 +141,153 @@ def test_agent_containers_by_mode(
     assert [c["name"] for c in spec["containers"] if c["name"] in OURS] == sidecars
     native = [c for c in spec["initContainers"] if c.get("restartPolicy") == "Always"]
     assert (AGENT in [c["name"] for c in native]) == (mode == "native" and INIT not in inits)
+
+
+def annotated(annotations: dict[str, str], **spec: Any) -> dict[str, Any]:
+    """A small pod template that opts in with ``annotations``."""
+    containers = spec.pop("containers", [{"name": "app", "image": "app:1", "command": ["/app"]}])
+    return {
+        "metadata": {"annotations": {"latchkey.dev/inject": "true", **annotations}},
+        "spec": {"containers": containers, **spec},
+    }
+
+
+DB = {"latchkey.dev/secret-db": "secret/data/db"}
+
+
+@pytest.mark.parametrize(
+    ("annotations", "outcome"),
+    [
+        pytest.param({}, "not-requested", id="no-annotations"),
+        pytest.param({"latchkey.dev/inject": "false"}, "not-requested", id="inject-false"),
+        pytest.param(
+            {
+                "latchkey.dev/inject": "false",
+                "latchkey.dev/bogus": "x",
+                "latchkey.dev/refresh": "0",
+            },
+            "not-requested",
+            id="inject-false-ignores-invalid",
+        ),
+        pytest.param({"latchkey.dev/secret-db": "x"}, "not-requested", id="secrets-without-inject"),
+        pytest.param(
+            {"latchkey.dev/inject": "true", "latchkey.dev/status": "injected", **DB},
+            "already-injected",
+            id="status-present",
+        ),
+    ],
+)
+def test_pods_left_alone(
+    annotations: dict[str, str], outcome: str, configs: dict[str, WebhookConfig]
+) -> None:
+    pod = {"metadata": {"annotations": annotations}, "spec": {"containers": [{"name": "a"}]}}
+    mutation = mutate_pod(pod, namespace="kube-system", config=configs["native"])
+    assert (mutation.outcome, mutation.patch, mutation.pod) == (outcome, [], None)
+
+
+def test_pod_template_without_name_or_namespace(configs: dict[str, WebhookConfig]) -> None:
+    template = annotated(DB)
+    mutation = mutate_pod(template, namespace="default", config=configs["native"])
+    assert mutation.pod is not None
+    assert jsonpatch.apply_patch(template, mutation.patch) == mutation.pod
+    assert "apiVersion" not in mutation.pod
+    assert validate(as_pod(mutation.pod), "1.33") == []
+
+
+def test_validator_rejects_an_invalid_pod() -> None:
+    pod = as_pod({"metadata": {"generateName": "a-"}, "spec": {"containers": [{"name": "a"}]}})
+    assert validate(pod, "1.33") == []
+    pod["spec"]["containers"][0]["mountPath"] = "/x"
+    assert validate(pod, "1.33") == [
+        "spec.containers.0: Additional properties are not allowed ('mountPath' was unexpected)"
+    ]
+
+
+def agent_of(pod: Mapping[str, Any]) -> dict[str, Any]:
+    return next(c for c in all_containers(pod) if c["name"] in OURS)
+
+
+def files_mode(pod: Mapping[str, Any]) -> int:
+    env = {e["name"]: e["value"] for e in agent_of(pod)["env"]}
+    return AgentConfig.model_validate_json(env[CONFIG_ENV]).files[0].mode
+
+
+def app(name: str, uid: int | None = None, gid: int | None = None) -> dict[str, Any]:
+    context = {k: v for k, v in (("runAsUser", uid), ("runAsGroup", gid)) if v is not None}
+    return {"name": name, "image": "app:1", "securityContext": context}
+
+
+@pytest.mark.parametrize(
+    ("pod_context", "containers", "user", "group", "mode"),
+    [
+        pytest.param({"runAsUser": 1000}, [app("a")], 1000, 1000, OWNER_ONLY, id="pod-uid"),
+        pytest.param({}, [app("a", 7, 8), app("b", 7)], 7, 8, OWNER_ONLY, id="container-uid-gid"),
+        pytest.param(
+            {"runAsUser": 5, "runAsGroup": 6}, [app("a"), app("b", 5)], 5, 6, OWNER_ONLY,
+            id="pod-and-container-agree",
+        ),
+        pytest.param(
+            {"fsGroup": 3000}, [app("a", 1), app("b", 2)], 65532, 3000, GROUP_READ,
+            id="two-uids-fsgroup",
+        ),
+        pytest.param({"fsGroup": 9}, [app("a", 0)], 65532, 9, GROUP_READ, id="root-is-unknown"),
+        pytest.param({}, [app("a", 1), app("b")], 65532, 65532, WORLD_READ, id="one-uid-unknown"),
+        pytest.param({"runAsUser": 0}, [app("a")], 65532, 65532, WORLD_READ, id="root-pod"),
+    ],
+)  # fmt: skip
+def test_file_ownership(
+    pod_context: dict[str, Any],
+    containers: list[dict[str, Any]],
+    user: int,
+    group: int,
+    mode: int,
+    configs: dict[str, WebhookConfig],
+) -> None:
+    pod = annotated(DB, containers=containers, securityContext=pod_context)
+    mutation = mutate_pod(pod, namespace="apps", config=configs["native"])
+    assert mutation.pod is not None
+    context = agent_of(mutation.pod)["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"], files_mode(mutation.pod)) == (
+        user,
+        group,
+        mode,
+    )
+    assert bool(mutation.warnings) == (mode == WORLD_READ)
+
+
+def test_file_mode_annotation_wins(configs: dict[str, WebhookConfig]) -> None:
+    pod = annotated({**DB, "latchkey.dev/file-mode-db": "0440"}, securityContext={"runAsUser": 1})
+    mutation = mutate_pod(pod, namespace="apps", config=configs["native"])
+    assert mutation.pod is not None
+    assert files_mode(mutation.pod) == 0o440
+
+
+@pytest.mark.parametrize(
+    ("annotations", "requests", "limits"),
+    [
+        pytest.param({}, {"cpu": "10m", "memory": "24Mi"}, {"memory": "64Mi"}, id="config"),
+        pytest.param(
+            {"latchkey.dev/agent-cpu": "200m"}, {"cpu": "200m", "memory": "24Mi"},
+            {"memory": "64Mi"}, id="cpu",
+        ),
+        pytest.param(
+            {"latchkey.dev/agent-memory": "100Mi"}, {"cpu": "10m", "memory": "100Mi"},
+            {"memory": "100Mi"}, id="memory",
+        ),
+    ],
+)  # fmt: skip
+def test_agent_resources(
+    annotations: dict[str, str],
+    requests: dict[str, str],
+    limits: dict[str, str],
+    configs: dict[str, WebhookConfig],
+) -> None:
+    pod = mutate_pod(annotated({**DB, **annotations}), namespace="a", config=configs["native"]).pod
+    assert pod is not None
+    assert agent_of(pod)["resources"] == {"requests": requests, "limits": limits}
+
+
+def test_agent_config_schema_snapshot() -> None:
+    """Contract changes between webhook and agent show up in review as a schema diff."""
+    schema = AgentConfig.model_json_schema(by_alias=True)
+    assert matches_golden(FIXTURES / "agent-config.schema.json", schema)
