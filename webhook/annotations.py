@@ -106,7 +106,12 @@ def parse(
         agent_cpu=get("agent-cpu", values.quantity, default=None),
         agent_memory=get("agent-memory", values.quantity, default=None),
     )
-    _combinations(ours, request, problems)
+    _combinations(
+        ours,
+        request,
+        problems,
+        given={k.removeprefix(PREFIX) for k in annotations if k.startswith(PREFIX)},
+    )
     return request
 
 
@@ -203,10 +208,13 @@ def _env(
     return tuple(env)
 
 
-def _combinations(ours: Mapping[str, str], request: InjectRequest, problems: Problems) -> None:
-    """Problems that only show when annotations are read together."""
+def _combinations(
+    ours: Mapping[str, str], request: InjectRequest, problems: Problems, *, given: set[str]
+) -> None:
+    """Problems that only show when annotations are read together; ``given`` has every key,
+    even those whose value was unusable, so one bad value is not reported twice."""
     files = {f.name: f for f in request.files}
-    secrets = {n.removeprefix("secret-") for n in ours if n.startswith("secret-")}
+    secrets = {n.removeprefix("secret-") for n in given if n.startswith("secret-")}
     for name in sorted(n for n in ours if n.startswith(PER_FILE)):
         target = name.split("-", 2 if name.startswith("file-mode-") else 1)[-1]
         if target not in secrets:
@@ -220,7 +228,7 @@ def _combinations(ours: Mapping[str, str], request: InjectRequest, problems: Pro
         problems.add("on-change", "cannot be used with init-only: no agent runs after the start")
     if request.init_only and "refresh" in ours:
         problems.add("refresh", "cannot be used with init-only: no agent runs after the start")
-    if not secrets and not any(n.startswith("env-") for n in ours):
+    if not any(n.startswith(("secret-", "env-")) for n in given):
         problems.add(
             "inject", f"the pod asks for no secrets: add {PREFIX}secret-<name> or {PREFIX}env-<VAR>"
         )

@@ -67,12 +67,13 @@ def template(value: str) -> str:
 
 def mount_path(value: str) -> str:
     path = PurePosixPath(value)
-    if not value.startswith("/") or value == "/" or str(path) != value or ":" in value:
+    normal = value.startswith("/") and str(path) == value and ".." not in path.parts
+    if not normal or value == "/" or ":" in value:
         raise ValueError(
             f"{echo(value)} is not a usable mount path: an absolute, normalised directory "
             "other than / with no ':', such as /latchkey/secrets"
         )
-    if ".." in path.parts or any(_overlaps(path, PurePosixPath(d)) for d in RESERVED_DIRS):
+    if any(_overlaps(path, PurePosixPath(d)) for d in RESERVED_DIRS):
         raise ValueError(f"{echo(value)} overlaps a directory latchkey uses; pick another")
     return value
 
