@@ -27,6 +27,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     from sidecar.logs import Log
 
     log = Log()
+    # httpx imports its optional command-line client whenever rich and click are
+    # installed, which doubles its import time; the agent never uses it.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     try:
         from sidecar.cli import run
 

@@ -192,7 +192,7 @@ class VaultStore:
         self._token = str(auth["client_token"])
         self._generation += 1
         self._set_ttl(float(auth.get("lease_duration") or 0), renewable=bool(auth.get("renewable")))
-        self._log.info(
+        self._log.debug(
             "logged in", store=self.address, role=self.role, mount=self.mount, ttl=self._ttl
         )
 

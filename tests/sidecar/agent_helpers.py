@@ -1,0 +1,172 @@
+"""Shared set-up for the agent's tests: a seeded app on a real OpenBao, configs, the CLI.
+
+Every app gets its own role, policy and paths (a random prefix), so tests can
+share the session's OpenBao without seeing each other's secrets. Secret values
+are random and distinctive, so "no value in any output" can be checked by search.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hack.localstore import ROOT_TOKEN, Issuer, OpenBao
+
+AUDIENCE = "openbao"
+NAMESPACE = "team"
+
+
+@dataclass
+class App:
+    """One app's role, token file and secrets in a store."""
+
+    store: OpenBao
+    issuer: Issuer
+    workdir: Path
+    name: str = field(default_factory=lambda: f"app{secrets.token_hex(4)}")
+    values: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def role(self) -> str:
+        return self.name
+
+    @property
+    def token_path(self) -> Path:
+        return self.workdir / "token"
+
+    @property
+    def db_path(self) -> str:
+        return f"secret/data/{self.name}/db"
+
+    @property
+    def kv1_path(self) -> str:
+        return f"kv/{self.name}/api"
+
+    @property
+    def forbidden_path(self) -> str:
+        return f"secret/data/forbidden-{self.name}/x"
+
+    def seed(self, *, token_ttl: str = "1h") -> App:  # noqa: S107
+        """Role, policy and secrets: what a cluster admin and the app's owners set up."""
+        self.store.write_policy(
+            self.name,
+            f'path "secret/data/{self.name}/*" {{ capabilities = ["read"] }}\n'
+            f'path "kv/{self.name}/*" {{ capabilities = ["read"] }}\n',
+        )
+        self.store.add_jwt_role(
+            self.name,
+            namespace=NAMESPACE,
+            service_account=self.name,
+            audience=AUDIENCE,
+            policies=[self.name],
+            token_ttl=token_ttl,
+        )
+        self.values = {
+            "username": f"user-{secrets.token_hex(6)}",
+            "password": f"pw-{secrets.token_hex(12)}",
+            "api_key": f"key-{secrets.token_hex(12)}",
+            "forbidden": f"no-{secrets.token_hex(12)}",
+        }
+        self.put_db(self.values["username"], self.values["password"])
+        self.store.put_kv1(f"{self.name}/api", {"api_key": self.values["api_key"]})
+        self.store.put_kv2(f"forbidden-{self.name}/x", {"v": self.values["forbidden"]})
+        self.write_token()
+        return self
+
+    def put_db(self, username: str, password: str) -> None:
+        self.values.update(username=username, password=password)
+        self.store.put_kv2(f"{self.name}/db", {"username": username, "password": password})
+
+    def write_token(self, **mint: Any) -> str:
+        claims = {"namespace": NAMESPACE, "service_account": self.name, "audience": AUDIENCE}
+        token = self.issuer.mint(**{**claims, **mint})
+        self.token_path.write_text(token)
+        return token
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        """An agent config (camelCase JSON shape) for this app, with two files and an env."""
+        config: dict[str, Any] = {
+            "store": {
+                "kind": "vault",
+                "address": self.store.address,
+                "caBundle": self.store.ca_file.read_text(),
+                "auth": {"method": "jwt", "mount": "jwt", "audience": AUDIENCE},
+            },
+            "role": self.role,
+            "tokenPath": str(self.token_path),
+            "secretsDir": str(self.workdir / "secrets"),
+            "stateDir": str(self.workdir / "state"),
+            "files": [
+                {"name": "db.json", "path": self.db_path},
+                {"name": "password", "path": self.db_path, "key": "password", "mode": 0o440},
+                {"name": "api.env", "path": self.kv1_path, "format": "env"},
+            ],
+            "env": [{"name": "API_KEY", "path": self.kv1_path, "key": "api_key"}],
+            "envFile": str(self.workdir / "state" / "env"),
+            "refreshSeconds": 1,
+        }
+        config.update(overrides)
+        return config
+
+    def file(self, name: str) -> Path:
+        return self.workdir / "secrets" / name
+
+    def token_accessors(self) -> list[str]:
+        """Accessors of the live store tokens this app's role logged in for."""
+        try:
+            listed = self.store.api("LIST", "auth/token/accessors")["data"]["keys"]
+        except RuntimeError:
+            return []
+        mine = []
+        for accessor in listed:
+            info = self.store.api("POST", "auth/token/lookup-accessor", {"accessor": accessor})
+            if (info["data"].get("meta") or {}).get("role") == self.role:
+                mine.append(accessor)
+        return mine
+
+    def assert_no_value(self, *outputs: str) -> None:
+        for text in outputs:
+            for name, value in self.values.items():
+                assert value not in text, f"the {name} value leaked into output"
+
+
+def agent_env(config: dict[str, Any] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "LATCHKEY_CONFIG"}
+    if config is not None:
+        env["LATCHKEY_CONFIG"] = json.dumps(config)
+    return env
+
+
+def agent_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sidecar", *args]
+
+
+def run_agent(
+    *args: str, config: dict[str, Any] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The real ``latchkey-sidecar`` as a subprocess."""
+    return subprocess.run(
+        agent_argv(*args),
+        env=agent_env(config),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def error_line(stderr: str) -> dict[str, Any]:
+    """The one JSON line a failed ``--once`` leaves on stderr."""
+    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line["level"] == "error"]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+__all__ = ["ROOT_TOKEN", "App", "agent_argv", "agent_env", "error_line", "run_agent"]
