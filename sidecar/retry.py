@@ -46,6 +46,7 @@ def retry_until(
     log: Log,
     backoff: Backoff | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Run ``action``; retry retryable errors until ``deadline`` seconds have passed.
 
@@ -53,7 +54,7 @@ def retry_until(
     when the next attempt would start past the deadline, its message saying so.
     """
     backoff = backoff or Backoff()
-    end = time.monotonic() + deadline
+    end = clock() + deadline
     while True:
         try:
             action()
@@ -62,7 +63,7 @@ def retry_until(
             if not exc.retryable:
                 raise
             delay = backoff.delay(exc)
-            if time.monotonic() + delay >= end:
+            if clock() + delay >= end:
                 attempts = backoff.attempt
                 exc.args = (f"{exc} (gave up after {attempts} attempts in {deadline:g}s)",)
                 raise
