@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from sidecar.auth import TokenFile
 from sidecar.config import AgentConfig
-from sidecar.errors import ConfigError
 from sidecar.logs import Log
 from sidecar.stores.base import Store
 
@@ -22,4 +21,8 @@ def open_store(config: AgentConfig, *, log: Log, timeout: float = 10.0) -> Store
         return VaultStore(
             config.store, role=config.role, token_file=token_file, log=log, timeout=timeout
         )
-    raise ConfigError(f"store kind {config.store.kind!r} is not supported by this agent yet")
+    from sidecar.stores.aws import AwsSecretStore
+
+    return AwsSecretStore(
+        config.store, role=config.role, token_file=token_file, log=log, timeout=timeout
+    )
