@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -157,7 +158,8 @@ class LocalWebhook:
     def client(self) -> httpx.Client:
         """A client that checks the serving certificate against our CA and ``localhost``."""
         base = f"https://localhost:{self.port}"
-        return httpx.Client(base_url=base, verify=str(self.workdir / "ca.crt"), timeout=10)
+        trust = ssl.create_default_context(cafile=str(self.workdir / "ca.crt"))
+        return httpx.Client(base_url=base, verify=trust, timeout=10)
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
