@@ -27,8 +27,6 @@ from hack.localstore import Issuer, OpenBao
 AUDIENCE = "openbao"
 INJECTED = ("latchkey-init", "latchkey-agent")
 
-pytestmark = pytest.mark.e2e
-
 
 def webhook_config(openbao: OpenBao, *, native: bool = True) -> dict[str, Any]:
     """The admin config: one store, and the agent's mode (native sidecar or classic)."""

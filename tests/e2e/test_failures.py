@@ -15,6 +15,8 @@ from tests.e2e.conftest import Flow, app_pod, start_webhook
 
 DB = "/latchkey/secrets/db.json"
 
+pytestmark = pytest.mark.e2e
+
 
 def wrong_role_pod(flow: Flow, role: str) -> dict[str, object]:
     return app_pod(

@@ -16,6 +16,8 @@ from tests.e2e.images import static_image
 SECRETS = "/latchkey/secrets"
 APP_STARTED = "app started"
 
+pytestmark = pytest.mark.e2e
+
 
 def read(played: Pod, name: str) -> str:
     """A secret file as the app container sees it (through its read-only mount)."""

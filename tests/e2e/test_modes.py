@@ -15,6 +15,8 @@ ROTATION_BUDGET = REFRESH + 5  # the refresh interval plus 5 s (issue 4)
 DSN = "/latchkey/secrets/dsn"
 BOTH = [pytest.param("native", id="native"), pytest.param("classic", id="classic")]
 
+pytestmark = pytest.mark.e2e
+
 
 def names(containers: list[dict[str, Any]]) -> list[str]:
     return [c["name"] for c in containers]
