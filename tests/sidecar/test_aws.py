@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -346,3 +349,60 @@ def test_token_rotation_logs_in_again(
     store.maintain()
     assert aws.server.logins(aws.reader) == before + 1
     assert "token file rotated" in logs.getvalue()
+
+
+# --- the real CLI -----------------------------------------------------------------------
+
+
+def _run_agent(config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LATCHKEY_CONFIG": json.dumps(config)}
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", "--once", "--deadline", "5"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def _agent_config(
+    aws: Aws, token_path: Path, role: str, files: list[dict[str, str]]
+) -> dict[str, Any]:
+    return {
+        "store": {"kind": "aws", "region": "us-east-1", "endpointUrl": aws.server.endpoint},
+        "role": role,
+        "tokenPath": str(token_path),
+        "secretsDir": str(token_path.parent / "secrets"),
+        "stateDir": str(token_path.parent / "state"),
+        "files": files,
+    }
+
+
+def test_cli_once_writes_files_from_aws(aws: Aws, token_path: Path) -> None:
+    name, prefix = unique("app/cli"), "/" + unique("cli")
+    aws.server.client("secretsmanager").create_secret(
+        Name=name, SecretString=json.dumps({"username": "app", "password": VALUE})
+    )
+    aws.server.client("ssm").put_parameter(Name=f"{prefix}/key", Value="k1", Type="SecureString")
+    files = [
+        {"name": "db.json", "path": f"secretsmanager:{name}"},
+        {"name": "password", "path": f"secretsmanager:{name}", "key": "password"},
+        {"name": "config.env", "path": f"ssm:{prefix}/*", "format": "env"},
+    ]
+    done = _run_agent(_agent_config(aws, token_path, aws.reader, files))
+    assert done.returncode == 0, done.stderr
+    secrets = token_path.parent / "secrets"
+    assert json.loads((secrets / "db.json").read_text()) == {"username": "app", "password": VALUE}
+    assert (secrets / "password").read_text() == VALUE
+    assert (secrets / "config.env").read_text() == "key=k1\n"
+    assert VALUE not in done.stdout + done.stderr
+
+
+def test_cli_once_denied_role_exits_with_one_clear_line(
+    aws: Aws, token_path: Path, guarded: str
+) -> None:
+    files = [{"name": "guarded", "path": f"secretsmanager:{guarded}"}]
+    done = _run_agent(_agent_config(aws, token_path, aws.ssm_only, files))
+    assert done.returncode == PermissionDenied.exit_code
+    assert "role/ssm-only" in done.stderr
+    assert f"secretsmanager:{guarded}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert VALUE not in done.stdout + done.stderr
+    assert not (token_path.parent / "secrets" / "guarded").exists()
