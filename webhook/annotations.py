@@ -110,7 +110,7 @@ def parse(
         ours,
         request,
         problems,
-        given={k.removeprefix(PREFIX) for k in annotations if k.startswith(PREFIX)},
+        given={k.removeprefix(PREFIX) for k in annotations if str(k).startswith(PREFIX)},
     )
     return request
 
@@ -119,7 +119,7 @@ def _ours(annotations: Mapping[str, object], problems: Problems) -> dict[str, st
     """Our annotations by short name; unknown keys and non-string values are problems."""
     ours: dict[str, str] = {}
     for key, value in annotations.items():
-        if not key.startswith(PREFIX):
+        if not isinstance(key, str) or not key.startswith(PREFIX):
             continue
         name = key.removeprefix(PREFIX)
         if not isinstance(value, str):
@@ -136,8 +136,13 @@ def _unknown(name: str) -> str:
     tails = [name[i + 1 :] for i, char in enumerate(name) if char == "-"]
     candidates = [*PLAIN, *(prefix + tail for prefix in PER_NAME for tail in tails if tail)]
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    hint = f"; did you mean {PREFIX}{close[0]}?" if close else ""
-    return f"unknown annotation{hint} (see docs/annotations.md for the valid keys)"
+    if close:
+        return f"unknown annotation; did you mean {PREFIX}{close[0]}?"
+    valid = [
+        *(k for k in PLAIN if k != "status"),
+        *(f"{p}<{'VAR' if p == 'env-' else 'name'}>" for p in PER_NAME),
+    ]
+    return f"unknown annotation; valid keys under {PREFIX}: {', '.join(valid)}"
 
 
 class _Getter:

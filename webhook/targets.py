@@ -125,7 +125,7 @@ def _select(
     unknown = [name for name in request.containers if name not in by_name]
     if unknown:
         valid = ", ".join(sorted(str(n) for n in by_name)) or "none"
-        problems.add("containers", f"no container named {', '.join(unknown)}; valid: {valid}")
+        problems.add("containers", f"no container named {echo(', '.join(unknown))}; valid: {valid}")
     early = [c.get("name") for c in inits[:insert_at] if c.get("name") in request.containers]
     for name in early:
         problems.add("containers", f"{name} runs before the latchkey agent and cannot get secrets")

@@ -91,7 +91,7 @@ def container_names(value: str) -> tuple[str, ...]:
         )
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise ValueError(f"{', '.join(duplicates)} named more than once")
+        raise ValueError(f"{echo(', '.join(duplicates))} named more than once")
     return tuple(names)
 
 

@@ -71,7 +71,12 @@ BAD = [
         id="typo-filemode",
     ),
     pytest.param({K + "refesh": "1m"}, "refesh", f"did you mean {K}refresh?", id="typo-refresh"),
-    pytest.param({K + "zzz": "1"}, "zzz", "unknown annotation (see", id="unknown-no-suggestion"),
+    pytest.param(
+        {K + "zzz": "1"},
+        "zzz",
+        "unknown annotation; valid keys under latchkey.dev/: inject, store, role,",
+        id="unknown-no-suggestion",
+    ),
     pytest.param({K + "secret-db": None}, "inject", "asks for no secrets", id="no-secrets"),
     # store and role
     pytest.param(
@@ -189,13 +194,13 @@ BAD = [
     pytest.param(
         {K + "containers": "app,app"},
         "containers",
-        "app named more than once",
+        '"app" named more than once',
         id="containers-duplicate",
     ),
     pytest.param(
         {K + "containers": "app,nope"},
         "containers",
-        "no container named nope; valid: app, istio-init, setup, worker",
+        'no container named "nope"; valid: app, istio-init, setup, worker',
         id="containers-unknown",
     ),
     pytest.param(
