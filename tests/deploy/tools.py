@@ -48,10 +48,14 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def hack_script(name: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def hack_script(
+    name: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``hack/NAME`` with this interpreter, as a user runs it from a checkout."""
     cmd = [sys.executable, str(REPO / "hack" / name), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, check=False, timeout=120)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, cwd=REPO, env=env, check=False, timeout=120
+    )
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:

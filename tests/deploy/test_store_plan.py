@@ -1,0 +1,74 @@
+"""hack/store-setup.py's pure parts: the documented example plan parses, and JWKS keys
+(RSA or EC, as clusters sign with either) become the same public keys as PEM."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from tests.deploy.tools import MANIFESTS, REPO
+
+
+@pytest.fixture(scope="module")
+def setup_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("store_setup", REPO / "hack" / "store-setup.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the models' annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_plan_parses(setup_module: ModuleType, tmp_path: Path) -> None:
+    plan = setup_module.load_plan(MANIFESTS / "examples" / "store-setup.yaml")
+    assert plan.auth.jwks_file == MANIFESTS / "examples" / "jwks.json"
+    (role,) = plan.roles
+    assert (role.role, role.policy) == ("web", "latchkey-shop-web")
+    assert 'path "database/creds/web" {' in setup_module.policy_hcl(role)
+
+
+def _spki(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@pytest.mark.parametrize(
+    "public",
+    [
+        pytest.param(rsa.generate_private_key(65537, 2048).public_key(), id="rsa"),
+        pytest.param(ec.generate_private_key(ec.SECP256R1()).public_key(), id="ec-p256"),
+    ],
+)
+def test_jwks_keys_become_the_same_pem(
+    setup_module: ModuleType, public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+) -> None:
+    algorithm = (
+        jwt.algorithms.RSAAlgorithm
+        if isinstance(public, rsa.RSAPublicKey)
+        else (jwt.algorithms.ECAlgorithm)
+    )
+    jwks = {"keys": [json.loads(algorithm.to_jwk(public)) | {"kid": "k1"}]}
+    (pem,) = setup_module.jwks_to_pems(jwks)
+    assert pem.encode() == _spki(public)
+
+
+@pytest.mark.parametrize(
+    ("jwks", "message"),
+    [
+        pytest.param({"keys": []}, "holds no keys", id="empty"),
+        pytest.param({"keys": [{"kty": "oct", "kid": "k9"}]}, "JWKS key k9", id="symmetric"),
+    ],
+)
+def test_unusable_jwks_is_explained(setup_module: ModuleType, jwks: dict, message: str) -> None:
+    with pytest.raises(setup_module.SetupError, match=message):
+        setup_module.jwks_to_pems(jwks)
