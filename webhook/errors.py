@@ -41,11 +41,11 @@ class AnnotationError(Denied):
 
 
 class AnnotationErrors(Denied):
-    """Several annotations are wrong; reported together so users fix them all in one go."""
+    """Several annotations are wrong; reported together, one per line, to fix in one go."""
 
     def __init__(self, errors: Sequence[AnnotationError]) -> None:
         self.errors = tuple(sorted(errors, key=str))
         self.annotations = tuple(sorted({error.annotation for error in self.errors}))
-        shown = "; ".join(str(error) for error in self.errors[:MAX_REPORTED])
+        shown = [str(error) for error in self.errors[:MAX_REPORTED]]
         hidden = len(self.errors) - MAX_REPORTED
-        super().__init__(shown + (f"; and {hidden} more" if hidden > 0 else ""))
+        super().__init__("\n".join(shown + ([f"and {hidden} more"] if hidden > 0 else [])))

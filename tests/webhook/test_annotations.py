@@ -379,7 +379,7 @@ def test_every_problem_in_one_denial_sorted() -> None:
     error = denial({K + "refresh": "0s", K + "agent-cpu": "lots", K + "bogus": "1"})
     assert isinstance(error, AnnotationErrors)
     assert error.annotations == (K + "agent-cpu", K + "bogus", K + "refresh")
-    parts = str(error).split("; ")
+    parts = str(error).split("\n")
     assert parts == sorted(parts)
     assert [p.split(":")[0] for p in parts] == [f"annotation {a}" for a in error.annotations]
 
@@ -388,9 +388,9 @@ def test_denial_is_bounded_and_echoes_no_long_values() -> None:
     long = "A" * 10_000
     many = {f"{K}bogus-{i}": long for i in range(100)}
     error = denial({**many, K + "secret-db": "secret/" + long + "#"})
-    assert len(str(error)) < 5_000
+    assert len(str(error)) < 8_000
     assert "A" * 100 not in str(error)
-    assert str(error).endswith("; and 81 more")
+    assert str(error).endswith("\nand 81 more")
 
 
 @pytest.mark.parametrize(
