@@ -1,7 +1,7 @@
 """The webhook's pure core: an annotated pod in, the JSON patch that injects the agent out.
 
 The pod stays a plain dict throughout: it is deep-copied, the copy is edited,
-and the patch is the ``jsonpatch`` diff of the two, so fields this code does not
+and the patch is the JSON diff of the two (:mod:`webhook.diff`), so fields this code does not
 know survive untouched. No I/O and no HTTP here; :mod:`webhook.app` owns those.
 Works on a bare pod template (no name, no namespace) as well as on a Pod.
 """
@@ -12,8 +12,6 @@ import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-
-import jsonpatch
 
 from sidecar.config import (
     BIN_DIR,
@@ -28,6 +26,7 @@ from sidecar.config import (
 )
 from webhook import containers as build
 from webhook.annotations import STATUS_KEY, InjectRequest, opt_in, parse
+from webhook.diff import diff
 from webhook.problems import PREFIX, Problems
 from webhook.settings import WebhookConfig
 from webhook.targets import Targets, check
@@ -64,7 +63,7 @@ def mutate_pod(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig)
     original = pod if isinstance(pod, dict) else dict(pod)
     mutated = copy.deepcopy(original)
     _inject(mutated, request, targets, config=config)
-    patch = jsonpatch.make_patch(original, mutated).patch
+    patch = diff(original, mutated)
     return Mutation(
         outcome="injected", patch=patch, warnings=_warnings(request, targets), pod=mutated
     )
