@@ -4,6 +4,7 @@ properties the install relies on (see docs/install.md)."""
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,24 @@ def test_config_map_loads_with_the_webhooks_own_loader(
     assert "default" in config.stores
     args = by_kind(rendered[overlay], "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert "--config=/etc/latchkey/config/config.yaml" in args["args"]
+
+
+def test_own_overlay_replaces_the_config_as_the_docs_say(tmp_path: Path) -> None:
+    """docs/install.md: set the store address from an overlay of your own."""
+    overlay = tmp_path / "mine"
+    overlay.mkdir()
+    base = os.path.relpath(MANIFESTS / "overlays" / "cert-manager", overlay)
+    (overlay / "kustomization.yaml").write_text(
+        "namespace: latchkey\n"
+        f"resources: [{base}]\n"
+        "configMapGenerator:\n"
+        "  - {name: latchkey-config, behavior: replace, files: [config.yaml]}\n",
+        encoding="utf-8",
+    )
+    config = "stores:\n  default:\n    kind: vault\n    address: https://bao.example:8200\n"
+    config += "    auth: {method: jwt, audience: openbao}\n"
+    (overlay / "config.yaml").write_text(config, encoding="utf-8")
+    docs = kustomize(overlay)
+    config_map = by_kind(docs, "ConfigMap")
+    assert config_map["metadata"]["name"] == "latchkey-config"
+    assert config_map["data"]["config.yaml"] == config
