@@ -230,9 +230,7 @@ class VaultStore:
                 "POST", "auth/token/renew-self", what="renewing the store token",
                 token=self._token, body={"increment": int(self._ttl)},
             )  # fmt: skip
-        except StoreUnavailable:
-            raise
-        except StoreError as exc:
+        except StoreError as exc:  # even a 500: OpenBao answers "past the max TTL" so
             self._log.warning("store token not renewed; logging in again", reason=str(exc))
             self._login()
             return
