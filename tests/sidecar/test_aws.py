@@ -406,3 +406,30 @@ def test_cli_once_denied_role_exits_with_one_clear_line(
     assert "Traceback" not in done.stderr
     assert VALUE not in done.stdout + done.stderr
     assert not (token_path.parent / "secrets" / "guarded").exists()
+
+
+VAULT = {"kind": "vault", "address": "https://vault:8200", "auth": {"audience": "vault"}}
+AWS = {"kind": "aws", "region": "us-east-1"}
+
+
+@pytest.mark.parametrize(
+    ("store", "loaded"),
+    [
+        pytest.param(VAULT, False, id="vault-never-loads-botocore"),
+        pytest.param(AWS, True, id="aws"),
+    ],
+)
+def test_botocore_is_loaded_only_for_an_aws_store(store: dict[str, Any], loaded: bool) -> None:
+    code = (
+        "import sys, json\n"
+        "from sidecar.config import AgentConfig\n"
+        "from sidecar.logs import Log\n"
+        "from sidecar.stores import open_store\n"
+        "open_store(AgentConfig.model_validate(json.loads(sys.argv[1])), log=Log())\n"
+        "print('botocore' in sys.modules, 'sidecar.stores.aws' in sys.modules)\n"
+    )
+    config = json.dumps({"store": store, "role": "arn:aws:iam::123456789012:role/app"})
+    done = subprocess.run(
+        [sys.executable, "-c", code, config], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == [str(loaded), str(loaded)]
