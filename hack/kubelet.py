@@ -21,11 +21,11 @@ so the demo stays quick.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,8 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from hack.kubelet_proc import BASE_PATH, Container, ContainerError, Mount, expand
-from hack.kubelet_proc import reachable_by_others as reachable
+from hack.kubelet_proc import Container, ContainerError
+from hack.kubelet_spec import SpecReader
 from hack.kubelet_volumes import Minter, TokenRequest, Volumes
 
 __all__ = ["Pod", "PodFailed", "TokenRequest", "issuer_minter", "namespace_mode_available"]
@@ -116,6 +116,7 @@ class Pod:
         """Set up the volumes and start the pod's containers in a background thread."""
         self.event(f"pod {self.namespace}/{self.name}: containers run in {self.mode} mode")
         (self.root / "volumes").mkdir(mode=0o755, exist_ok=True)
+        atexit.register(self.stop)  # no container outlives the demo or the test run
         self.volumes.create(self.spec.get("volumes", []))
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -135,7 +136,9 @@ class Pod:
         self, container: str, argv: list[str], *, timeout: float = 30
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` inside ``container`` (its env, user and mounts), like ``kubectl exec``."""
-        target = self.containers[container]
+        target = self.containers.get(container)
+        if target is None:
+            raise ContainerError(f"container {container} has not started")
         full, env = target.exec_argv(argv, mode=self.mode)
         return subprocess.run(
             full, env=env, capture_output=True, text=True, timeout=timeout, check=False,
@@ -166,7 +169,10 @@ class Pod:
         raise TimeoutError(f"container {name} still {self.state(name)} after {timeout}s")
 
     def stop(self, grace: float = 5) -> None:
-        """Stop app containers, then sidecars (as Kubernetes orders it); clean up."""
+        """Stop app containers, then sidecars (as Kubernetes orders it); clean up. Idempotent."""
+        if self._stopping.is_set():
+            return
+        atexit.unregister(self.stop)
         self._stopping.set()
         if self._thread:
             self._thread.join()
@@ -251,7 +257,11 @@ class Pod:
             return False
 
     def _launch(self, spec: dict[str, Any]) -> Container:
-        container = self._container(spec)
+        reader = SpecReader(
+            pod_spec=self.spec, pod_name=self.name, namespace=self.namespace, mode=self.mode,
+            root=self.root, volume_dirs=self.volumes.dirs, images=self.images, notice=self.event,
+        )  # fmt: skip
+        container = reader.container(spec)
         self.containers[container.name] = container
         container.launch(
             mode=self.mode, log=self.root / "logs" / f"{container.name}.log",
@@ -259,60 +269,3 @@ class Pod:
         )  # fmt: skip
         self.event(f"container {container.name} started as uid {container.uid or 0}")
         return container
-
-    # --- from spec to process --------------------------------------------------------------
-
-    def _container(self, spec: dict[str, Any]) -> Container:
-        name = spec["name"]
-        env = {"PATH": BASE_PATH, "HOSTNAME": self.name, "HOME": "/"} | self._env(spec)
-        command = spec.get("command")
-        if not command:
-            raise ContainerError(
-                f"container {name} has no command: the player cannot read the image's entrypoint"
-            )
-        mounts = [
-            Mount(self.volumes.dirs[m["name"]] / m.get("subPath", ""), m["mountPath"],
-                  bool(m.get("readOnly")))
-            for m in spec.get("volumeMounts", [])
-        ]  # fmt: skip
-        uid, gid = self._user(spec)
-        return Container(
-            name=name,
-            argv=[expand(a, env) for a in [*command, *spec.get("args", [])]],
-            env=env, mounts=mounts, working_dir=spec.get("workingDir", "/"), uid=uid, gid=gid,
-            image_root=self.images.get(spec.get("image", ""), Path("/")),
-        )  # fmt: skip
-
-    def _env(self, spec: dict[str, Any]) -> dict[str, str]:
-        env: dict[str, str] = {}
-        fields = {"metadata.name": self.name, "metadata.namespace": self.namespace}
-        for var in spec.get("env", []):
-            if "value" in var:
-                env[var["name"]] = expand(var["value"], env)
-            elif path := var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath"):
-                env[var["name"]] = fields.get(path, "")
-            else:
-                self.event(f"env {var['name']} of {spec['name']}: only value and fieldRef played")
-        return env
-
-    def _user(self, spec: dict[str, Any]) -> tuple[int | None, int | None]:
-        pod_ctx = self.spec.get("securityContext", {})
-        ctx = spec.get("securityContext", {})
-        uid = ctx.get("runAsUser", pod_ctx.get("runAsUser"))
-        gid = ctx.get("runAsGroup", pod_ctx.get("runAsGroup"))
-        if uid in (None, 0) and gid in (None, 0):
-            return uid, gid
-        why = self._cannot_switch_user()
-        if why:
-            self.event(f"container {spec['name']}: runs as uid {os.geteuid()}, not {uid}: {why}")
-            return None, None
-        return uid, gid
-
-    def _cannot_switch_user(self) -> str | None:
-        if os.geteuid() != 0:
-            return "switching users needs root"
-        if not reachable(Path(sys.executable)):
-            return f"{sys.executable} is not reachable by other users (make a venv from /usr/bin)"
-        if self.mode == "rewrite" and not reachable(self.root / "volumes"):
-            return f"{self.root} is not reachable by other users"
-        return None
