@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.deploy.tools import MANIFESTS, hack_script, kustomize
+from tests.deploy.tools import MANIFESTS, REPO, hack_script, kustomize
 
 OVERLAYS = ["cert-manager", "plain"]
 
@@ -28,3 +31,15 @@ def manifests_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def rendered(manifests_copy: Path) -> dict[str, list[dict[str, Any]]]:
     """Each overlay's documents as ``kubectl kustomize`` renders them."""
     return {name: kustomize(manifests_copy / "overlays" / name) for name in OVERLAYS}
+
+
+@pytest.fixture(scope="session")
+def store_setup() -> ModuleType:
+    """hack/store-setup.py as a module (its file name has a dash), for its pure parts."""
+    spec = importlib.util.spec_from_file_location("store_setup", REPO / "hack" / "store-setup.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the models' annotations through it
+    spec.loader.exec_module(module)
+    return module

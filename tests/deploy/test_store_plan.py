@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,26 +12,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.deploy.tools import MANIFESTS, REPO
+from tests.deploy.tools import MANIFESTS
 
 
-@pytest.fixture(scope="module")
-def setup_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("store_setup", REPO / "hack" / "store-setup.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # pydantic resolves the models' annotations through it
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_example_plan_parses(setup_module: ModuleType, tmp_path: Path) -> None:
-    plan = setup_module.load_plan(MANIFESTS / "examples" / "store-setup.yaml")
+def test_example_plan_parses(store_setup: ModuleType, tmp_path: Path) -> None:
+    plan = store_setup.load_plan(MANIFESTS / "examples" / "store-setup.yaml")
     assert plan.auth.jwks_file == MANIFESTS / "examples" / "jwks.json"
     (role,) = plan.roles
     assert (role.role, role.policy) == ("web", "latchkey-shop-web")
-    assert 'path "database/creds/web" {' in setup_module.policy_hcl(role)
+    assert 'path "database/creds/web" {' in store_setup.policy_hcl(role)
 
 
 def _spki(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
@@ -50,7 +37,7 @@ def _spki(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
     ],
 )
 def test_jwks_keys_become_the_same_pem(
-    setup_module: ModuleType, public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+    store_setup: ModuleType, public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 ) -> None:
     algorithm = (
         jwt.algorithms.RSAAlgorithm
@@ -58,7 +45,7 @@ def test_jwks_keys_become_the_same_pem(
         else (jwt.algorithms.ECAlgorithm)
     )
     jwks = {"keys": [json.loads(algorithm.to_jwk(public)) | {"kid": "k1"}]}
-    (pem,) = setup_module.jwks_to_pems(jwks)
+    (pem,) = store_setup.jwks_to_pems(jwks)
     assert pem.encode() == _spki(public)
 
 
@@ -69,6 +56,6 @@ def test_jwks_keys_become_the_same_pem(
         pytest.param({"keys": [{"kty": "oct", "kid": "k9"}]}, "JWKS key k9", id="symmetric"),
     ],
 )
-def test_unusable_jwks_is_explained(setup_module: ModuleType, jwks: dict, message: str) -> None:
-    with pytest.raises(setup_module.SetupError, match=message):
-        setup_module.jwks_to_pems(jwks)
+def test_unusable_jwks_is_explained(store_setup: ModuleType, jwks: dict, message: str) -> None:
+    with pytest.raises(store_setup.SetupError, match=message):
+        store_setup.jwks_to_pems(jwks)
