@@ -37,7 +37,7 @@ class MotoServer:
     """``moto_server`` in a subprocess with IAM enforced; seeded through admin keys."""
 
     def __init__(self, workdir: Path) -> None:
-        from hack.localstore import free_port
+        from hack.localstore import free_port  # here: the server script cannot import hack
 
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -47,7 +47,8 @@ class MotoServer:
         self._clients: dict[str, Any] = {}
 
     def start(self, timeout: float = 30.0) -> None:
-        cmd = [sys.executable, str(Path(__file__)), "-H", "127.0.0.1", "-p", str(self.port)]
+        # -P: the script's own directory (tests/) must not shadow modules moto imports.
+        cmd = [sys.executable, "-P", str(Path(__file__)), "-H", "127.0.0.1", "-p", str(self.port)]
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         self._wait_ready(timeout)
