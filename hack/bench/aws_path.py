@@ -4,8 +4,9 @@ Starts a moto server on loopback (IAM enforced, tests/motoserver.py), seeds N
 Secrets Manager secrets and a role a projected-token-shaped JWT may assume,
 then runs ``latchkey-sidecar --once`` in a fresh process per run: STS web
 identity login, N reads, N files. Wall time from spawn to exit (all files
-written) and peak RSS (``wait4``'s ``ru_maxrss``), medians over the runs after
-one dropped warm-up. ``hack/bench/agent.py`` prints it beside the Vault path.
+written) and peak RSS (``wait4``'s ``ru_maxrss``, taken by agent.py's small
+spawner so this process's own peak does not leak in), medians over the runs
+after one dropped warm-up. ``hack/bench/agent.py`` prints it beside the Vault path.
 
     python hack/bench/aws_path.py [--secrets 10] [--runs 5]
 """
@@ -15,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,43 +24,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from hack.bench.agent import measure
 from hack.localstore import Issuer
 from tests.motoserver import MotoServer
 
 AUDIENCE = "sts.amazonaws.com"
 READ = ["secretsmanager:GetSecretValue"]
-
-
-# Linux carries a parent's peak RSS into a forked-and-exec'd child's ``ru_maxrss``,
-# so a child of this (botocore-laden) process would report at least our own peak.
-# A small launcher process forks the agent instead and reports its wait4 figures.
-LAUNCHER = """
-import os, sys, time
-started = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(time.perf_counter() - started, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
-"""
-
-
-def measure(argv: list[str], *, env: dict[str, str], out: Path, expect: int) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one fresh run; fail loudly on a bad run."""
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    done = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    elapsed, mib, code = done.stdout.split()[-3:] if done.stdout else ("0", "0", "-1")
-    written = len(list(out.iterdir()))
-    if int(code) != 0 or written != expect:
-        raise SystemExit(f"agent failed ({code}, {written}/{expect}):\n{done.stderr}")
-    return float(elapsed), float(mib)
 
 
 def _seed(server: MotoServer, issuer: Issuer, count: int) -> str:
