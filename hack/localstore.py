@@ -9,6 +9,7 @@ on loopback over HTTPS with a generated CA, so clients check the hostname.
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import time
 import uuid
@@ -164,7 +165,7 @@ class OpenBao:
     def client(self, token: str = ROOT_TOKEN) -> httpx.Client:
         return httpx.Client(
             base_url=self.address,
-            verify=str(self.ca_file),
+            verify=ssl.create_default_context(cafile=str(self.ca_file)),
             headers={"X-Vault-Token": token},
             timeout=10,
         )
