@@ -1,0 +1,259 @@
+"""Benchmark: the real webhook beside a bare uvicorn app, same TLS, same run.
+
+    python hack/bench/webhook.py [--requests 3000] [--concurrency 1 16]
+
+Starts ``latchkey-webhook serve`` and a bare ASGI app (no framework: it reads
+the body, parses the JSON and answers a fixed AdmissionReview) as separate
+processes, one uvicorn worker each, both over HTTPS on loopback with the same
+certificate. Keep-alive httpx clients send a typical annotated pod (a
+Deployment's, from ``tests/fixtures/reviews``) at each concurrency; the table
+shows p50/p99 latency, requests/s and each server's CPU time per request (from
+/proc: steady even when the machine is busy), then the ratios.
+The question it answers: what does the webhook's own work cost over the floor
+of uvicorn + TLS + JSON? Target: p99 within 1.5x of the bare app at 16.
+
+With ``--bare`` this file is the bare server itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from hack.certs import issue, make_ca, write_pair  # noqa: E402
+from hack.localstore import free_port  # noqa: E402
+
+# A Deployment's pod exactly as the API server sends it, and the tests' admin config.
+REVIEW = REPO / "tests/fixtures/reviews/deployment-native.json"
+CONFIG = REPO / "tests/fixtures/config.yaml"
+Target = tuple[str, int]  # the server's URL and process id
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+# --- the bare server ---------------------------------------------------------------
+
+
+async def bare_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Read the body, parse it, answer a fixed review: the floor the webhook is held to."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    uid = json.loads(body)["request"]["uid"]
+    answer = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}
+    answer["response"] = {"uid": uid, "allowed": True}  # type: ignore[assignment]
+    payload = json.dumps(answer).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def serve_bare(port: int, cert: Path, key: Path) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        bare_app,
+        host="127.0.0.1",
+        port=port,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
+
+
+# --- the load -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    server: str
+    concurrency: int
+    latencies: list[float]
+    seconds: float
+    server_cpu: float  # the server process's CPU seconds over the run
+
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU per request: the cost, whoever saturates first."""
+        return self.server_cpu / len(self.latencies) * 1e6
+
+    def quantile(self, q: float) -> float:
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[int(q * 100) - 1]
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.seconds
+
+
+async def load(url: str, ca: ssl.SSLContext, *, concurrency: int, requests: int) -> list[float]:
+    """Send ``requests`` reviews from ``concurrency`` clients, one kept-alive connection each.
+
+    A client per connection, not one pooled client: httpx's pool costs more CPU per
+    request as waiters pile up, and that would be measured as server latency.
+    """
+    body = REVIEW.read_bytes()
+    headers = {"content-type": "application/json"}
+    latencies: list[float] = []
+
+    async def worker(count: int) -> None:
+        async with httpx.AsyncClient(verify=ca, base_url=url) as client:
+            for _ in range(count):
+                started = time.perf_counter()
+                response = await client.post("/mutate", content=body, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200 or not response.json()["response"]["allowed"]:
+                    raise SystemExit(f"{url} answered {response.status_code}: {response.text}")
+
+    await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
+    return latencies
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    name: str, server: Target, ca: ssl.SSLContext, *, concurrency: int, requests: int
+) -> Result:
+    url, pid = server
+    asyncio.run(load(url, ca, concurrency=concurrency, requests=max(200, requests // 10)))
+    cpu, started = cpu_seconds(pid), time.perf_counter()
+    latencies = asyncio.run(load(url, ca, concurrency=concurrency, requests=requests))
+    seconds = time.perf_counter() - started
+    return Result(name, concurrency, latencies, seconds, cpu_seconds(pid) - cpu)
+
+
+# --- processes ----------------------------------------------------------------------
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server on {port} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server on {port} not listening after {timeout}s")
+
+
+@contextmanager
+def running(argv: list[str], port: int, log: Path) -> Iterator[Target]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_listening(port, process)
+        yield f"https://localhost:{port}", process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def check_injects(url: str, ca: ssl.SSLContext) -> None:
+    """Benchmark the injection path, not a shortcut: the answer must carry a patch."""
+    headers = {"content-type": "application/json"}
+    response = httpx.post(f"{url}/mutate", content=REVIEW.read_bytes(), headers=headers, verify=ca)
+    if "patch" not in response.json()["response"]:
+        raise SystemExit(f"the webhook did not inject the typical pod: {response.text}")
+
+
+def report(results: list[Result]) -> None:
+    columns = ("conc", "requests", "p50 ms", "p99 ms", "req/s", "server CPU us/req")
+    print(f"{'server':<8}", *(f"{c:>{len(c)}}" for c in columns))
+    for r in results:
+        p50, p99 = r.quantile(0.5) * 1000, r.quantile(0.99) * 1000
+        print(
+            f"{r.server:<8} {r.concurrency:>4} {len(r.latencies):>8} {p50:>6.2f} {p99:>6.2f}"
+            f" {r.rps:>5.0f} {r.cpu_us:>17.0f}"
+        )
+    print("\nratios webhook/bare:")
+    by = {(r.server, r.concurrency): r for r in results}
+    for c in sorted({r.concurrency for r in results}):
+        hook, bare = by["webhook", c], by["bare", c]
+        p50 = hook.quantile(0.5) / bare.quantile(0.5)
+        p99 = hook.quantile(0.99) / bare.quantile(0.99)
+        rps, cpu = hook.rps / bare.rps, hook.cpu_us / bare.cpu_us
+        print(
+            f"  concurrency {c:>2}: p50 {p50:.2f}x p99 {p99:.2f}x req/s {rps:.2f}x CPU {cpu:.2f}x"
+        )
+    top = max(r.concurrency for r in results)
+    ratio = by["webhook", top].quantile(0.99) / by["bare", top].quantile(0.99)
+    print(f"\ntarget p99 <= 1.5x bare at concurrency {top}: {'met' if ratio <= 1.5 else 'MISSED'}")
+
+
+def bench(args: argparse.Namespace) -> None:
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())  # others' work skews latency
+    tmp = Path(tempfile.mkdtemp(prefix="latchkey-bench-"))
+    ca = make_ca()
+    cert, key = tmp / "tls.crt", tmp / "tls.key"
+    write_pair(issue(ca, ["localhost"]), cert, key)
+    trust = ssl.create_default_context(cadata=ca.cert_pem.decode())
+    hook_port, bare_port = free_port(), free_port()
+    python = sys.executable
+    hook = [python, "-m", "webhook", "serve", "--config", str(CONFIG), "--host", "127.0.0.1"]
+    hook += ["--port", str(hook_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    bare = [python, __file__, "--bare", "--port", str(bare_port), "--cert", str(cert)]
+    bare += ["--key", str(key)]
+    results: list[Result] = []
+    with (
+        running(hook, hook_port, tmp / "webhook.log") as webhook,
+        running(bare, bare_port, tmp / "bare.log") as floor,
+    ):
+        check_injects(webhook[0], trust)
+        for concurrency in args.concurrency:
+            for name, server in (("webhook", webhook), ("bare", floor)):
+                r = measure(name, server, trust, concurrency=concurrency, requests=args.requests)
+                results.append(r)
+    print(f"{os.cpu_count()} cores, load average before {load}, Python {sys.version.split()[0]}")
+    print(f"{args.requests} requests per setting\n")
+    report(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--key", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare:
+        serve_bare(args.port, args.cert, args.key)
+    else:
+        bench(args)
+
+
+if __name__ == "__main__":
+    main()
