@@ -9,11 +9,13 @@ import base64
 import json
 import logging
 import os
+import re
 import socket
 import ssl
 import subprocess
 import sys
 import time
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +24,14 @@ import httpx
 import jsonpatch
 import pytest
 from cryptography import x509
+from pydantic import BaseModel
 
 from hack.certs import KeyPair, issue, make_ca, write_pair
 from hack.localstore import free_port
+from sidecar.config import AwsStore, VaultStore
 from tests.webhook.test_app import admission_review
-from webhook.__main__ import ServeSettings, main, serve_settings
+from webhook.__main__ import ENV, ServeSettings, main, serve_settings
+from webhook.settings import WebhookConfig
 from webhook.tls import ReloadingTLS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -329,3 +334,24 @@ def test_the_console_script_reports_a_bad_config_without_a_traceback(tmp_path: P
     assert done.returncode == 2
     assert done.stderr.startswith("latchkey-webhook: error: cannot read config")
     assert "Traceback" not in done.stderr
+
+
+def _aliases(model: type[BaseModel]) -> Iterator[str]:
+    """Every key of a config model and of the models nested in it, camelCase."""
+    for name, field in model.model_fields.items():
+        yield field.alias or name
+        for nested in typing.get_args(field.annotation) or (field.annotation,):
+            for inner in typing.get_args(nested) or (nested,):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    yield from _aliases(inner)
+
+
+def test_the_docs_name_every_setting_flag_and_variable() -> None:
+    docs = (REPO / "docs/webhook.md").read_text()
+    fenced = re.findall(r"```.*?```", docs, flags=re.DOTALL)
+    inline = re.findall(r"`([^`]+)`", re.sub(r"```.*?```", "", docs, flags=re.DOTALL))
+    code = {word for span in fenced + inline for word in re.findall(r"\w+", span)}
+    keys = {*_aliases(WebhookConfig), *_aliases(VaultStore), *_aliases(AwsStore)}
+    assert {"caBundle", "tokenExpirationSeconds", "mountPath", "audience"} <= keys
+    missing = (keys | set(ENV.values())) - code
+    assert not missing, f"docs/webhook.md does not mention {sorted(missing)}"
