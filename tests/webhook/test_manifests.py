@@ -268,3 +268,12 @@ def test_unreadable_input_exits_2(
         main(["inject", "--config", str(config_file), "-f", str(manifest)], {})
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_text_the_split_cannot_follow_is_dumped_whole() -> None:
+    text = "%YAML 1.1\n---\n" + WORKLOADS["Deployment"] + "---\n" + CONFIGMAP
+    result = inject_manifests(text, config=CONFIG, namespace="default")
+    deployment, configmap = yaml.safe_load_all(result.text)
+    assert_injected(deployment)
+    assert configmap == yaml.safe_load(CONFIGMAP)
+    assert result.injected == 1
