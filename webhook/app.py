@@ -75,9 +75,19 @@ class Reviewer:
         self.metrics = metrics
 
     def answer(self, request: AdmissionRequest) -> dict[str, Any]:
+        """The response for one request; a bug of ours refuses the pod, naming the uid."""
         if not request.is_pod_create:
             self._count(request, "ignored")
             return allowed(request.uid)
+        try:
+            return self._review_pod(request)
+        except Exception:
+            log.exception("internal error handling request", extra={"uid": request.uid})
+            self.metrics.denials.labels("internal-error").inc()
+            self._count(request, "error")
+            return errored(request.uid)
+
+    def _review_pod(self, request: AdmissionRequest) -> dict[str, Any]:
         pod = request.object
         assert pod is not None  # parse_review refuses a Pod CREATE without one
         try:
@@ -88,11 +98,7 @@ class Reviewer:
                 self.metrics.denials.labels(reason).inc()
             self._count(request, "denied", reason=",".join(reasons))
             return denied(request.uid, str(exc))
-        except Exception:
-            log.exception("internal error handling request", extra={"uid": request.uid})
-            self.metrics.denials.labels("internal-error").inc()
-            self._count(request, "error")
-            return errored(request.uid)
+        answer = allowed(request.uid, mutation.patch, mutation.warnings)
         outcome: str = mutation.outcome
         if outcome == "already-injected":
             self.metrics.not_injected.labels("already-injected").inc()
@@ -102,7 +108,7 @@ class Reviewer:
         elif outcome == "injected":
             self.metrics.injections.inc()
         self._count(request, outcome)
-        return allowed(request.uid, mutation.patch, mutation.warnings)
+        return answer
 
     def _count(self, request: AdmissionRequest, outcome: str, *, reason: str = "") -> None:
         """One metric and one log line per review; never the pod's contents."""

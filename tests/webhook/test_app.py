@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from webhook import app as app_module
 from webhook.app import create_app
 from webhook.metrics import Metrics
+from webhook.mutate import Mutation
 from webhook.settings import WebhookConfig
 
 CONFIG = WebhookConfig.model_validate(
@@ -404,12 +405,28 @@ def test_a_bad_pod_is_denied_naming_the_annotation(
     assert metric(client, "latchkey_webhook_reviews_total", operation="CREATE", outcome="denied")
 
 
-def test_an_unexpected_error_denies_naming_the_uid(
-    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    def broken(*_args: Any, **_kwargs: Any) -> None:
-        raise RuntimeError("bug in a builder")
+def _raises(*_args: Any, **_kwargs: Any) -> Mutation:
+    raise RuntimeError("bug in a builder")
 
+
+def _unencodable(*_args: Any, **_kwargs: Any) -> Mutation:
+    return Mutation("injected", [{"op": "add", "path": "/x", "value": {1j}}], pod={})
+
+
+@pytest.mark.parametrize(
+    ("broken", "logged"),
+    [
+        pytest.param(_raises, "RuntimeError: bug in a builder", id="mutate-raises"),
+        pytest.param(_unencodable, "TypeError", id="patch-does-not-encode"),
+    ],
+)
+def test_an_unexpected_error_denies_naming_the_uid(
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    broken: Callable[..., Mutation],
+    logged: str,
+) -> None:
     monkeypatch.setattr(app_module, "mutate_pod", broken)
     review = admission_review(uid="5f1e0000-dead-4bee-8000-00000000beef")
     with caplog.at_level(logging.ERROR, logger="webhook.app"):
@@ -423,7 +440,7 @@ def test_an_unexpected_error_denies_naming_the_uid(
     assert "Traceback" not in response.text
     [record] = [r for r in caplog.records if r.exc_info]
     assert record.uid == review["request"]["uid"]  # type: ignore[attr-defined]
-    assert "RuntimeError: bug in a builder" in caplog.text
+    assert logged in caplog.text
     assert "secret/data/web/db" not in caplog.text
     assert metric(client, "latchkey_webhook_denials_total", reason="internal-error") == 1
 
