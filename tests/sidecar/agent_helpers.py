@@ -127,7 +127,10 @@ class App:
             return []
         mine = []
         for accessor in listed:
-            info = self.store.api("POST", "auth/token/lookup-accessor", {"accessor": accessor})
+            try:
+                info = self.store.api("POST", "auth/token/lookup-accessor", {"accessor": accessor})
+            except RuntimeError:  # revoked or expired since the LIST, by another test's agent
+                continue
             if (info["data"].get("meta") or {}).get("role") == self.role:
                 mine.append(accessor)
         return mine
