@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 WRAPPER := sidecar/bin/latchkey-env
 STAMP := $(VENV)/.installed
 
-.PHONY: all install wrapper test lint unit e2e demo bench clean
+.PHONY: all install system-deps wrapper test lint demo bench clean
 
 all: test
 
@@ -27,11 +27,16 @@ $(WRAPPER): sidecar/envexec.c
 	mkdir -p $(dir $@)
 	cc -static -Os -s -Wall -Wextra -Werror -o $@ $<
 
+# PostgreSQL gives the leased-secret tests a real dynamic-secret engine to renew.
+POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres))
+system-deps:
+	@test -n "$(POSTGRES)" || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
 install: $(STAMP) $(WRAPPER)
 
 wrapper: $(WRAPPER)
 
-lint: install
+lint: install system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
