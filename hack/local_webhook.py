@@ -28,6 +28,7 @@ import yaml
 
 from hack.certs import KeyPair, issue, make_ca, write_pair
 from hack.localstore import OpenBao, free_port
+from hack.procs import terminate
 
 WEBHOOK = Path(sys.executable).with_name("latchkey-webhook")
 POD_DEFAULTS: dict[str, Any] = {
@@ -197,11 +198,5 @@ class LocalWebhook:
         )
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None

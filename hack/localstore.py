@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hack.certs import KeyPair, issue, make_ca, write_pair
+from hack.procs import terminate
 
 ISSUER_URL = "https://kubernetes.default.svc.cluster.local"
 ROOT_TOKEN = "latchkey-dev-root"
@@ -149,13 +150,7 @@ class OpenBao:
         raise RuntimeError(f"OpenBao did not become ready in {timeout}s; see {self.log_file}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None
 
     def restart(self) -> None:

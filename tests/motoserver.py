@@ -25,6 +25,8 @@ from typing import Any
 
 import httpx
 
+from hack.procs import terminate
+
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 ALLOW_ALL = {
@@ -95,13 +97,7 @@ class MotoServer:
         response.raise_for_status()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None
 
     def _new_client(self, service: str, keys: dict[str, str]) -> Any:
