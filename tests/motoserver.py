@@ -25,8 +25,6 @@ from typing import Any
 
 import httpx
 
-from hack.procs import terminate
-
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 ALLOW_ALL = {
@@ -97,6 +95,8 @@ class MotoServer:
         response.raise_for_status()
 
     def stop(self) -> None:
+        from hack.procs import terminate  # here: this file also runs as the server script
+
         terminate(self.process)
         self.process = None
 
