@@ -23,6 +23,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     if argv[:1] == ["probe"]:
         return _probe(argv[1:], environ)
+    # pydantic scans every installed distribution's entry points for plugins at
+    # its first model; the agent uses none, and the scan is start-up time.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from sidecar.errors import AgentError
     from sidecar.logs import Log
 

@@ -5,6 +5,12 @@ long-running loop (:mod:`sidecar.loop`) runs it first and then calls
 :meth:`Agent.refresh` for the paths that are due. The set of files is written
 only after every one of them rendered, so a bad key never leaves a half-updated
 set behind. Scheduling and retries are not here.
+
+Leases are saved in ``stateDir`` (:mod:`sidecar.state`: ids and expiry, never
+values) so that a long-running agent adopts the leases an earlier run got under
+the same store token (the init step's, or its own before a restart) instead of
+reading those dynamic secrets a second time. An adopted path has no fields in
+memory: its files stay as written until the lease ends and the path is read again.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from sidecar.config import AgentConfig
 from sidecar.errors import WriteError
 from sidecar.logs import Log
 from sidecar.render import env_file, env_value, render_file
+from sidecar.state import StateDir
 from sidecar.stores.base import Secret, Store
 from sidecar.writer import write_atomic
 
@@ -37,6 +44,8 @@ class Agent:
         self.secrets: dict[str, Secret] = {}
         self.secrets_dir = Path(config.secrets_dir)
         self.state_dir = Path(config.state_dir)
+        self.state = StateDir(config.state_dir, log=log)
+        self.adopted: set[str] = set()
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -44,26 +53,62 @@ class Agent:
         wanted = [f.path for f in self.config.files] + [e.path for e in self.config.env]
         return tuple(dict.fromkeys(wanted))
 
-    def start(self) -> None:
-        """The first complete write: wrapper, files, env file, then ``ready``."""
+    def start(self, *, adopt: bool = False) -> None:
+        """The first complete write: wrapper, files, env file, then ``ready``.
+
+        With ``adopt``, paths whose leases an earlier run left (see the module
+        docstring) are not read again.
+        """
         started = time.monotonic()
         if self.config.wrapper_dir:
             from sidecar.envexec import install_wrapper
 
             install_wrapper(_directory(self.config.wrapper_dir))
-        self.store.maintain()  # logs in unless a login from a failed attempt still holds
-        self.refresh(self.paths)
+        self.store.maintain()  # logs in (or adopts a saved login) unless one still holds
+        adopted = self.adopt_leases() if adopt else set()
+        self.refresh(p for p in self.paths if p not in adopted)
         self.mark(READY_FILE)
         elapsed = round(time.monotonic() - started, 3)
         self.log.info("secrets written", files=len(self.config.files), seconds=elapsed)
 
+    def adopt_leases(self) -> set[str]:
+        """Leased paths an earlier run read under this very store login and wrote out."""
+        leases = self.state.load_leases(self.store.accessor)
+        for path, lease in leases.items():
+            if path in self.paths and self._written(path):
+                self.secrets[path] = Secret(path, {}, lease)
+                self.adopted.add(path)
+        if self.adopted:
+            self.log.info("leases from the last run adopted", paths=sorted(self.adopted))
+        return set(self.adopted)
+
+    def _written(self, path: str) -> bool:
+        files = [self.secrets_dir / f.name for f in self.config.files if f.path == path]
+        if self.config.env_file and any(e.path == path for e in self.config.env):
+            files.append(Path(self.config.env_file))
+        return all(f.exists() for f in files)
+
     def refresh(self, paths: Iterable[str]) -> list[str]:
         """Read ``paths`` again and rewrite what changed; the names of changed files."""
-        fetched = self.fetch(tuple(paths))
+        wanted = tuple(paths)
+        if any(e.path in wanted for e in self.config.env):
+            # The env file is rendered whole: adopted paths in it need their fields now.
+            wanted += tuple(
+                dict.fromkeys(e.path for e in self.config.env if e.path in self.adopted)
+            )
+        fetched = self.fetch(tuple(dict.fromkeys(wanted)))
         secrets = {**self.secrets, **fetched}
         changed = self.write(secrets, touched=set(fetched))
         self.secrets = secrets
+        self.adopted -= set(fetched)
+        if any(s.lease for s in fetched.values()):
+            self.save_leases()
         return changed
+
+    def save_leases(self) -> None:
+        """Remember the leases held (ids and expiry only) for a restart to adopt."""
+        leases = {p: s.lease for p, s in self.secrets.items() if s.lease is not None}
+        self.state.save_leases(self.store.accessor, leases)
 
     def fetch(self, paths: tuple[str, ...]) -> dict[str, Secret]:
         """Read every path, concurrently when there are several; the first error wins."""

@@ -8,6 +8,7 @@ due. Only a digest of the last token is kept, never the token itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -38,6 +39,12 @@ class TokenFile:
         token = self._read()
         self._digest = hashlib.sha256(token.encode()).digest()
         return token
+
+    def remember(self) -> None:
+        """Take the file's token as the one logged in with: a login adopted from an
+        earlier run of the agent is as good as one made with the token there now."""
+        with contextlib.suppress(TokenError):
+            self.read()
 
     def rotated(self) -> bool:
         """True when the file holds another token than the one last logged in with.

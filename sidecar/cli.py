@@ -2,7 +2,9 @@
 
 ``--once`` (init containers, Jobs) retries what is worth retrying until the
 deadline and never revokes its store token: dynamic secrets leased under it
-would die with it. The long-running agent revokes its token when told to stop.
+would die with it. The long-running agent revokes its token when told to stop,
+and only then: when it fails (before its first write, or on a bug) the token
+stays in ``stateDir`` for the restarted agent to adopt, leases and all.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ import argparse
 import signal
 import threading
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from sidecar.errors import ConfigError
 from sidecar.logs import Log
+
+if TYPE_CHECKING:
+    from sidecar.agent import Agent
 
 DEFAULT_DEADLINE = 60.0
 MAX_TIMEOUT = 10.0
@@ -54,6 +60,12 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--state-dir", help="directory of the probes' ready/alive files")
     what.add_argument("--wrapper-dir", help="install the env wrapper here")
     what.add_argument("--refresh", help="re-read interval of static secrets: 30s, 5m, 1h")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on 127.0.0.1:PORT (long-running mode only)",
+    )
     return p
 
 
@@ -65,6 +77,8 @@ def run(argv: Sequence[str], environ: Mapping[str, str], *, log: Log) -> int:
     config = validate(apply_flags(base, args), source=source)
     if not config.files and not config.env:
         raise ConfigError(f"{source}: no files and no env: nothing to fetch")
+    if args.metrics_port is not None and (args.once or not 0 < args.metrics_port < 65536):
+        raise ConfigError("--metrics-port: a port 1-65535, and only without --once")
 
     from sidecar.agent import Agent
     from sidecar.stores import open_store
@@ -80,13 +94,24 @@ def run(argv: Sequence[str], environ: Mapping[str, str], *, log: Log) -> int:
         finally:
             store.close(revoke=False)
         return 0
-    stop = _stop_on_signals(log)
-    from sidecar.loop import Loop
+    return _long_running(agent, metrics_port=args.metrics_port, log=log)
 
+
+def _long_running(agent: Agent, *, metrics_port: int | None, log: Log) -> int:
+    from sidecar.loop import Loop
+    from sidecar.metrics import Stats, serve
+
+    stats = Stats()
+    stop_metrics = serve(stats, port=metrics_port) if metrics_port else None
+    stop = _stop_on_signals(log)
+    stopped = False
     try:
-        Loop(agent, stop=stop).run()
+        Loop(agent, stop=stop, stats=stats).run()
+        stopped = True
     finally:
-        store.close(revoke=True)
+        agent.store.close(revoke=stopped)
+        if stop_metrics is not None:
+            stop_metrics()
     log.info("stopped")
     return 0
 

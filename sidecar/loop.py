@@ -8,6 +8,13 @@ store's own login is kept alive by :meth:`Store.maintain` at every tick.
 A failure backs off with jitter and keeps the last good files; ``alive`` is
 touched at least every :data:`sidecar.probe.TICK` seconds, even while backing off,
 so the liveness probe restarts a hung agent and only a hung one.
+
+Before the first complete write there are no good files to keep: an error that
+retrying cannot cure (a denied role, a missing path, a bad key) ends the run, so
+the container exits with that one line and the pod shows it (CrashLoopBackOff,
+termination message) instead of an agent retrying silently forever. Outages are
+still retried. All times here are on the monotonic clock: the wall clock may
+jump, and the store's is never used (lease durations are relative).
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from collections.abc import Callable
 
 from sidecar.agent import ALIVE_FILE, Agent
 from sidecar.errors import AgentError, StoreError, StoreUnavailable, WriteError
+from sidecar.metrics import Stats
 from sidecar.probe import TICK
 from sidecar.retry import Backoff
+from sidecar.state import to_wall
 from sidecar.stores.base import Lease, Secret
 
 RENEW_AT = 2 / 3
@@ -37,12 +46,14 @@ class Loop:
         agent: Agent,
         *,
         stop: threading.Event,
-        clock: Callable[[], float] = time.time,
+        stats: Stats | None = None,
+        clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.agent = agent
         self.log = agent.log
         self.stop = stop
+        self.stats = stats or Stats()
         self._clock = clock
         self._rng = rng
         self._backoff = Backoff(rng=rng)
@@ -52,18 +63,24 @@ class Loop:
         self._login_due = float("inf")
 
     def run(self) -> None:
-        """The first complete write (retried until it succeeds), then refreshes."""
-        while not self.stop.is_set() and not self._attempt(self._first_write):
+        """The first complete write (outages retried until it succeeds), then refreshes.
+
+        Raises the first non-retryable error met before the first complete write.
+        """
+        while not self.stop.is_set() and not self._attempt(self._first_write, first=True):
             self._sleep_until(self._retry_at or self._clock())
         while not self.stop.is_set():
             self._sleep_until(self._next_wake())
             if not self.stop.is_set():
                 self._attempt(self._refresh_due)
 
-    def _attempt(self, work: Callable[[], None]) -> bool:
+    def _attempt(self, work: Callable[[], bool], *, first: bool = False) -> bool:
         try:
-            work()
+            wrote = work()
         except AgentError as exc:
+            self.stats.failed(exc)
+            if first and not exc.retryable:
+                raise
             delay = self._backoff.delay(exc)
             self._retry_at = self._clock() + delay
             self.log.error(
@@ -75,14 +92,18 @@ class Loop:
             return False
         self._backoff.reset()
         self._retry_at = None
+        if wrote:
+            leases = [s.lease.expires_at for s in self.agent.secrets.values() if s.lease]
+            self.stats.succeeded(at=time.time(), lease_ends=map(to_wall, leases))
         return True
 
-    def _first_write(self) -> None:
-        self.agent.start()
+    def _first_write(self) -> bool:
+        self.agent.start(adopt=True)
         now = self._clock()
         self._next_refresh = now + self._jittered(self.agent.config.refresh_seconds)
         for path, secret in self.agent.secrets.items():
             self._schedule(path, secret, now)
+        return True
 
     def _next_wake(self) -> float:
         if self._retry_at is not None:
@@ -106,7 +127,8 @@ class Loop:
 
     # --- one refresh pass ------------------------------------------------------------
 
-    def _refresh_due(self) -> None:
+    def _refresh_due(self) -> bool:
+        """One pass over what is due; True when it read (and so maybe wrote) anything."""
         self._login_due = self.agent.store.maintain()
         now = self._clock()
         reads = self._due_reads(now)
@@ -119,6 +141,7 @@ class Loop:
                 self._next_refresh = now + self._jittered(self.agent.config.refresh_seconds)
             if changed:
                 self._on_change(changed)
+        return bool(reads)
 
     def _due_reads(self, now: float) -> list[str]:
         """The paths to read now; due leases are renewed here, and read only if that fails."""
@@ -147,6 +170,7 @@ class Loop:
             return False
         self.log.info("lease renewed", path=path, ttl=renewed.duration)
         self.agent.secrets[path] = dataclasses.replace(secret, lease=renewed)
+        self.agent.save_leases()
         self._schedule(path, self.agent.secrets[path], now)
         return True
 
@@ -165,10 +189,10 @@ class Loop:
         from sidecar.onchange import run_actions
 
         self.log.info("running on-change actions", files=changed)
-        for problem in run_actions(self.agent.config.on_change):
-            self.log.warning("on-change action failed", problem=problem)
+        run_actions(self.agent.config.on_change, log=self.log)
 
 
 def _lease_due(lease: Lease, now: float) -> float:
-    """When to act on a lease: at 2/3 of its duration, and not sooner than a second away."""
-    return max(now + MIN_DELAY, min(lease.expires_at, now + lease.duration * RENEW_AT))
+    """When to act on a lease: at 2/3 of its duration (counted from when it was granted,
+    which for an adopted lease is before this run), and not sooner than a second away."""
+    return max(now + MIN_DELAY, lease.expires_at - lease.duration * (1 - RENEW_AT))

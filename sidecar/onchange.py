@@ -4,12 +4,12 @@ Two kinds: a signal to another container's main process, found through the
 shared process namespace by the marker env var the webhook sets on that
 container, and an empty POST to a localhost URL. An action that fails is a
 problem to report, not a reason to stop keeping secrets fresh, so nothing here
-raises: problems are logged and returned.
+raises: problems are logged and returned. Logging goes through the agent's
+one JSON stream (:class:`sidecar.logs.Log`), with names and URLs, never values.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from collections.abc import Iterator, Sequence
@@ -17,13 +17,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sidecar.config import SIGNAL_MARKER_ENV, HttpAction, SignalAction
-
-log = logging.getLogger(__name__)
+from sidecar.logs import Log
 
 
 def run_actions(
     actions: Sequence[SignalAction | HttpAction],
     *,
+    log: Log,
     proc: Path = Path("/proc"),
     timeout: float = 5.0,
 ) -> list[str]:
@@ -32,14 +32,14 @@ def run_actions(
     for action in actions:
         try:
             if isinstance(action, SignalAction):
-                problem = _send_signal(action, proc=proc)
+                problem = _send_signal(action, log=log, proc=proc)
             else:
-                problem = _post(action.url, timeout=timeout)
+                problem = _post(action.url, log=log, timeout=timeout)
         except Exception as exc:  # "never raises": a bug here must not stop the agent
-            log.exception("on-change action %s", action.kind)
             problem = f"on-change {action.kind} action: unexpected {exc.__class__.__name__}"
+            log.error("on-change action crashed", action=action.kind, error=repr(exc))
         if problem is not None:
-            log.warning("on-change action failed: %s", problem)
+            log.warning("on-change action failed", problem=problem)
             problems.append(problem)
     return problems
 
@@ -47,7 +47,7 @@ def run_actions(
 # --- signal:<SIG>:<container> ---------------------------------------------------------
 
 
-def _send_signal(action: SignalAction, *, proc: Path) -> str | None:
+def _send_signal(action: SignalAction, *, log: Log, proc: Path) -> str | None:
     try:
         signum = signal.Signals[action.signal]
     except KeyError:
@@ -63,7 +63,7 @@ def _send_signal(action: SignalAction, *, proc: Path) -> str | None:
         os.kill(pid, signum)
     except OSError as exc:
         return f"signal {action.signal} to container {action.container} (pid {pid}): {exc.strerror}"
-    log.info("sent %s to container %s (pid %d)", action.signal, action.container, pid)
+    log.info("on-change signal sent", signal=action.signal, container=action.container, pid=pid)
     return None
 
 
@@ -104,7 +104,7 @@ def _has_env(proc: Path, pid: int, marker: bytes) -> bool:
 # --- http://localhost:<port>/<path> ---------------------------------------------------
 
 
-def _post(url: str, *, timeout: float) -> str | None:
+def _post(url: str, *, log: Log, timeout: float) -> str | None:
     """An empty POST; anything but a 2xx answer is a problem naming the URL.
 
     ``http.client`` directly, not urllib: no proxy from the environment, no
@@ -125,5 +125,5 @@ def _post(url: str, *, timeout: float) -> str | None:
         conn.close()
     if not 200 <= response.status < 300:
         return f"POST {url}: HTTP {response.status} {response.reason}"
-    log.info("POST %s: HTTP %d", url, response.status)
+    log.info("on-change POST sent", url=url, status=response.status)
     return None

@@ -16,10 +16,17 @@ def open_store(config: AgentConfig, *, log: Log, timeout: float = 10.0) -> Store
     """The store ``config.store`` describes, not yet logged in."""
     token_file = TokenFile(config.token_path)
     if config.store.kind == "vault":
+        from sidecar.state import StateDir
         from sidecar.stores.vault import VaultStore
 
+        state = StateDir(config.state_dir, log=log)
         return VaultStore(
-            config.store, role=config.role, token_file=token_file, log=log, timeout=timeout
+            config.store,
+            role=config.role,
+            token_file=token_file,
+            log=log,
+            timeout=timeout,
+            state=state,
         )
     from sidecar.stores.aws import AwsSecretStore
 

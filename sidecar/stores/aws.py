@@ -15,6 +15,7 @@ and scheduling (the agent's).
 
 from __future__ import annotations
 
+import email.utils
 import json
 import re
 import socket
@@ -69,6 +70,18 @@ def boxed(path: str, text: str) -> Secret:
     return Secret(path, {"value": text}, scalar=True)
 
 
+def credentials_life(answer: Answer) -> float:
+    """Seconds the credentials have left, by STS's own clock: ``Expiration`` minus the
+    answer's ``Date``, so a skewed clock on either side does not shorten or stretch it."""
+    expiration = answer["Credentials"]["Expiration"].timestamp()
+    date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        server_now = email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError):
+        server_now = time.time()  # no usable Date: our own clock is the best guess
+    return float(expiration - server_now)
+
+
 class AwsSecretStore:
     """Role credentials plus botocore clients for one role; safe to share between threads."""
 
@@ -81,9 +94,10 @@ class AwsSecretStore:
         log: Log,
         timeout: float = 10.0,
         max_attempts: int = 3,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.role = role
+        self.accessor: str | None = None  # no leases hang off STS credentials
         self.region = config.region
         self.where = f"AWS {config.region}" + (
             f" at {config.endpoint_url}" if config.endpoint_url else ""
@@ -165,7 +179,7 @@ class AwsSecretStore:
             access_key_id=issued["AccessKeyId"],
             secret_access_key=issued["SecretAccessKey"],
             session_token=issued["SessionToken"],
-            expires_at=issued["Expiration"].timestamp(),
+            expires_at=self._clock() + credentials_life(answer),
         )
         self._clients = {}  # reads in flight finish on the old clients
         self._generation += 1
@@ -176,7 +190,7 @@ class AwsSecretStore:
 
     @property
     def refresh_at(self) -> float:
-        """When to buy new credentials (epoch seconds); now when there are none."""
+        """When to buy new credentials (the store's clock); now when there are none."""
         return self._refresh_at if self._credentials is not None else self._clock()
 
     def _refresh(self) -> None:

@@ -14,7 +14,11 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class Lease:
-    """A store lease on a dynamic secret; renew before ``expires_at`` (epoch seconds)."""
+    """A store lease on a dynamic secret; renew before ``expires_at``.
+
+    ``expires_at`` is on the agent's monotonic clock, computed at receipt from the
+    lease's relative duration: the store's clock never enters into it.
+    """
 
     lease_id: str
     duration: float
@@ -37,7 +41,13 @@ class Secret:
 
 
 class Store(Protocol):
-    """A secret store the agent is logged in to."""
+    """A secret store the agent is logged in to.
+
+    ``accessor`` names the current login (Vault's token accessor) where leases
+    hang off it, so leases saved by one run are adopted only with that login.
+    """
+
+    accessor: str | None
 
     def login(self) -> None:
         """Log in with the projected token, read fresh from its file."""
@@ -50,7 +60,7 @@ class Store(Protocol):
 
     def maintain(self) -> float:
         """Keep the login alive: renew it when due, log in again when the token file
-        rotated or the login cannot be renewed. Returns the epoch time to call again."""
+        rotated or the login cannot be renewed. Returns when to call again (monotonic)."""
 
     def close(self, *, revoke: bool) -> None:
         """Release connections; revoke the store token when ``revoke``."""

@@ -11,73 +11,27 @@ module only says when its own login wants attention (:meth:`VaultStore.maintain`
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 
 from sidecar.auth import TokenFile
 from sidecar.config import VaultStore as VaultConfig
 from sidecar.errors import (
-    ConfigError,
     LoginDenied,
     PermissionDenied,
-    SecretNotFound,
     StoreError,
     StoreUnavailable,
 )
 from sidecar.logs import Log
+from sidecar.state import SavedToken, StateDir
 from sidecar.stores.base import Lease, Secret
+from sidecar.stores.vault_wire import Json, Where, parse_secret, ssl_context, translate
 
 RENEW_AT = 2 / 3  # of a TTL: renew then, leaving a third for retries
-RETRYABLE = frozenset({412, 429})
-Json = dict[str, Any]
-
-
-def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """Trust ``ca_bundle`` (PEM) or the system store; hostnames are always checked."""
-    try:
-        return ssl.create_default_context(cadata=ca_bundle or None)
-    except (ssl.SSLError, ValueError) as exc:
-        raise ConfigError(f"store caBundle is not usable PEM: {exc}") from exc
-
-
-def _reason(response: httpx.Response) -> str:
-    """The store's own error text (``{"errors": [...]}``), short and on one line."""
-    try:
-        errors = response.json().get("errors") or []
-        text = "; ".join(str(error) for error in errors)
-    except (ValueError, AttributeError):
-        text = ""
-    text = " ".join((text or response.reason_phrase or "no reason given").split())
-    return text[:300]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        return None
-
-
-def parse_secret(path: str, body: Json, *, now: float) -> Secret:
-    """A read's answer as the secret's own fields: KV v2 unwrapped, scalars boxed."""
-    data = body.get("data")
-    if isinstance(data, dict) and isinstance(data.get("metadata"), dict) and "data" in data:
-        data = data["data"]
-        if data is None:
-            raise SecretNotFound(f'"{path}" has no current version (deleted or destroyed)')
-    lease = None
-    if body.get("lease_id"):
-        duration = float(body.get("lease_duration") or 0)
-        renewable = bool(body.get("renewable"))
-        lease = Lease(str(body["lease_id"]), duration, renewable, now + duration)
-    if isinstance(data, dict):
-        return Secret(path, data, lease)
-    return Secret(path, {"value": data}, lease, scalar=True)
+MIN_ADOPT_TTL = 10.0  # a saved token closer than this to its end is not worth a lookup
 
 
 class VaultStore:
@@ -93,12 +47,17 @@ class VaultStore:
         timeout: float = 10.0,
         workers: int = 8,
         transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        state: StateDir | None = None,
     ) -> None:
         self.address = config.address.rstrip("/")
         self.role = role
         self.mount = config.auth.mount_path
+        self.accessor: str | None = None
+        self._where = Where(self.address, role, self.mount)
+        self._owner = f"{self.address}|{config.namespace}|{self.mount}|{role}"
         self._token_file = token_file
+        self._state = state
         self._log = log
         self._clock = clock
         self._timeout = timeout
@@ -117,7 +76,9 @@ class VaultStore:
         self._generation = 0
         self._ttl = 0.0
         self._renew_at = float("inf")
+        self._expires_at = float("inf")
         self._renewable = False
+        self._adoptable = state is not None
 
     # --- HTTP and the error boundary -----------------------------------------------
 
@@ -142,36 +103,13 @@ class VaultStore:
             raise StoreUnavailable(f"store {self.address} unreachable {what}: {exc}") from exc
         if response.status_code >= 400:
             login = path.startswith("auth/") and path.endswith("/login")
-            raise self._error(response, what=what, login=login, subject=subject)
+            raise translate(response, self._where, what=what, login=login, subject=subject)
         try:
             return dict(response.json()) if response.content else {}
         except (ValueError, TypeError) as exc:
             raise StoreUnavailable(
                 f"store {self.address} answered {what} with no JSON object"
             ) from exc
-
-    def _error(
-        self, response: httpx.Response, *, what: str, login: bool, subject: str | None
-    ) -> StoreError:
-        status, reason = response.status_code, _reason(response)
-        if status in RETRYABLE or status >= 500:
-            retry_after = _retry_after(response) if status == 429 else None
-            message = f"store {self.address} answered {status} {what}: {reason}"
-            return StoreUnavailable(message, retry_after=retry_after)
-        if login and status in (400, 401, 403, 404):
-            return LoginDenied(
-                f'store {self.address} denied login as role "{self.role}" '
-                f'at auth mount "{self.mount}": {reason}'
-            )
-        if status == 404 and subject is not None:
-            return SecretNotFound(f'nothing at "{subject}" in store {self.address}')
-        if status in (401, 403) and subject is not None:
-            return PermissionDenied(
-                f'role "{self.role}" may not read "{subject}" at store {self.address}: {reason}'
-            )
-        if status in (401, 403):
-            return PermissionDenied(f"store {self.address} refused {what}: {reason}")
-        return StoreError(f"store {self.address} answered {status} {what}: {reason}")
 
     # --- the login -----------------------------------------------------------------
 
@@ -190,27 +128,70 @@ class VaultStore:
         if not auth.get("client_token"):
             raise LoginDenied(f"store {self.address} answered {what} without a token")
         self._token = str(auth["client_token"])
+        self.accessor = str(auth.get("accessor") or "") or None
         self._generation += 1
-        self._set_ttl(float(auth.get("lease_duration") or 0), renewable=bool(auth.get("renewable")))
+        ttl = float(auth.get("lease_duration") or 0)
+        self._set_ttl(ttl, remaining=ttl, renewable=bool(auth.get("renewable")))
         self._log.debug(
             "logged in", store=self.address, role=self.role, mount=self.mount, ttl=self._ttl
         )
 
-    def _set_ttl(self, ttl: float, *, renewable: bool) -> None:
+    def _set_ttl(self, ttl: float, *, remaining: float, renewable: bool) -> None:
+        """``ttl``: the token's full TTL (what renewals ask for); ``remaining``: its life left."""
+        now = self._clock()
         self._ttl, self._renewable = ttl, renewable
-        self._renew_at = self._clock() + ttl * RENEW_AT if ttl > 0 else float("inf")
+        self._renew_at = now + remaining * RENEW_AT if remaining > 0 else float("inf")
+        self._expires_at = now + remaining if remaining > 0 else float("inf")
+        if self._state is not None and self._token is not None and self.accessor:
+            saved = SavedToken(self._token, self.accessor, self._owner, self._expires_at)
+            self._state.save_token(saved)
+
+    def _ensure_login(self) -> None:
+        """Adopt the token a previous run of this agent left in ``stateDir``, else log in."""
+        if self._adoptable and self._adopt():
+            return
+        self._login()
+
+    def _adopt(self) -> bool:
+        assert self._state is not None
+        saved = self._state.load_token(self._owner)
+        if saved is None:
+            self._adoptable = False
+            return False
+        try:
+            body = self._call(
+                "GET", "auth/token/lookup-self", what="checking the saved store token",
+                token=saved.token,
+            )  # fmt: skip
+        except StoreUnavailable:
+            raise  # try again on the next attempt
+        except StoreError:
+            body = {}
+        self._adoptable = False
+        data = body.get("data") or {}
+        remaining = float(data.get("ttl") or 0)
+        if remaining < MIN_ADOPT_TTL:
+            self._log.info("saved store token no longer valid; logging in", role=self.role)
+            return False
+        self._token, self.accessor = saved.token, saved.accessor
+        self._generation += 1
+        full = float(data.get("creation_ttl") or remaining)
+        self._set_ttl(full, remaining=remaining, renewable=bool(data.get("renewable")))
+        self._token_file.remember()
+        self._log.info("store token from the last run adopted", role=self.role, ttl=remaining)
+        return True
 
     def _session(self) -> tuple[str, int]:
         with self._lock:
             if self._token is None:
-                self._login()
+                self._ensure_login()
             assert self._token is not None
             return self._token, self._generation
 
     def maintain(self) -> float:
         with self._lock:
             if self._token is None:
-                self._login()
+                self._ensure_login()
             elif self._token_file.rotated():
                 self._log.info(
                     "token file rotated; logging in again", file=str(self._token_file.path)
@@ -236,7 +217,7 @@ class VaultStore:
             return
         ttl = float((body.get("auth") or {}).get("lease_duration") or 0)
         # A shorter TTL than asked means the max TTL is near: log in again next time.
-        self._set_ttl(ttl, renewable=ttl >= self._ttl)
+        self._set_ttl(ttl, remaining=ttl, renewable=ttl >= self._ttl)
         self._log.info("store token renewed", store=self.address, role=self.role, ttl=ttl)
 
     # --- reads and leases ----------------------------------------------------------
@@ -289,4 +270,6 @@ class VaultStore:
                 self._log.info("store token revoked", store=self.address, role=self.role)
             except StoreError as exc:
                 self._log.warning("store token not revoked", reason=str(exc))
+            if self._state is not None:
+                self._state.forget()  # its leases died with it
         self._client.close()

@@ -37,6 +37,10 @@ class Counting:
         self.store = store
         self.reads: list[str] = []
 
+    @property
+    def accessor(self) -> str | None:  # type: ignore[override]
+        return self.store.accessor
+
     def login(self) -> None:
         self.store.login()
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import logging
+import io
+import json
 import os
 import socket
 import subprocess
@@ -18,7 +19,13 @@ from typing import ClassVar
 import pytest
 
 from sidecar.config import SIGNAL_MARKER_ENV, HttpAction, SignalAction
+from sidecar.logs import Log
 from sidecar.onchange import main_process, run_actions
+
+
+def quiet() -> Log:
+    return Log(io.StringIO())
+
 
 # The app: traps SIGHUP by writing its marker; with "spawn" it first starts a
 # child carrying the same env (as a container's children do), which must not be
@@ -70,7 +77,7 @@ def test_signal_reaches_the_main_process_not_its_child(
 ) -> None:
     container, process, marker = app
     assert main_process(container) == process.pid
-    assert run_actions([SignalAction(signal="SIGHUP", container=container)]) == []
+    assert run_actions([SignalAction(signal="SIGHUP", container=container)], log=quiet()) == []
     assert wait_for(marker)
     time.sleep(0.1)
     assert not Path(f"{marker}.child").exists()
@@ -93,7 +100,7 @@ def test_signal_reaches_the_main_process_not_its_child(
     ],
 )
 def test_signal_problems_name_the_container(action: SignalAction, expected: str) -> None:
-    problems = run_actions([action])
+    problems = run_actions([action], log=quiet())
     assert len(problems) == 1
     assert expected in problems[0]
 
@@ -170,7 +177,9 @@ def closed_port() -> int:
 
 def test_http_post_is_sent(server: tuple[int, list[tuple[str, str, bytes]]]) -> None:
     port, seen = server
-    assert run_actions([HttpAction(url=f"http://localhost:{port}/ok/reload?x=1")]) == []
+    assert (
+        run_actions([HttpAction(url=f"http://localhost:{port}/ok/reload?x=1")], log=quiet()) == []
+    )
     assert seen == [("POST", "/ok/reload?x=1", b"")]
 
 
@@ -185,20 +194,34 @@ def test_http_problems_name_the_url(
     server: tuple[int, list[tuple[str, str, bytes]]], path: str, expected: str
 ) -> None:
     url = f"http://127.0.0.1:{server[0]}{path}"
-    problems = run_actions([HttpAction(url=url)], timeout=0.3)
+    problems = run_actions([HttpAction(url=url)], log=quiet(), timeout=0.3)
     assert len(problems) == 1
     assert problems[0].startswith(f"POST {url}: ")
     assert expected in problems[0]
 
 
-def test_http_closed_port(caplog: pytest.LogCaptureFixture) -> None:
+def test_http_closed_port_is_one_json_warning() -> None:
     url = f"http://localhost:{closed_port()}/reload"
-    with caplog.at_level(logging.WARNING, logger="sidecar.onchange"):
-        problems = run_actions([HttpAction(url=url)])
+    stream = io.StringIO()
+    problems = run_actions([HttpAction(url=url)], log=Log(stream))
     assert len(problems) == 1
     assert url in problems[0]
     assert "ConnectionRefusedError" in problems[0]
-    assert problems[0] in caplog.text
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines == [
+        {"ts": lines[0]["ts"], "level": "warning", "msg": "on-change action failed",
+         "problem": problems[0]}
+    ]  # fmt: skip
+
+
+def test_successes_are_logged_as_json(server: tuple[int, list[tuple[str, str, bytes]]]) -> None:
+    stream = io.StringIO()
+    url = f"http://localhost:{server[0]}/ok"
+    assert run_actions([HttpAction(url=url)], log=Log(stream)) == []
+    [line] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert (line["level"], line["msg"], line["url"], line["status"]) == (
+        "info", "on-change POST sent", url, 204,
+    )  # fmt: skip
 
 
 def test_one_failure_does_not_stop_the_others(
@@ -210,7 +233,7 @@ def test_one_failure_does_not_stop_the_others(
         SignalAction(signal="SIGHUP", container="ghost-c0ntainer"),
         HttpAction(url=f"http://localhost:{port}/ok"),
     ]
-    problems = run_actions(actions)
+    problems = run_actions(actions, log=quiet())
     assert len(problems) == 2
     assert problems[0] == f"POST http://localhost:{port}/fail: HTTP 500 Internal Server Error"
     assert problems[1].startswith("signal SIGHUP to container ghost-c0ntainer: ")
