@@ -29,6 +29,7 @@ from webhook.annotations import STATUS_KEY, InjectRequest, opt_in, parse
 from webhook.diff import diff
 from webhook.problems import PREFIX, Problems
 from webhook.settings import WebhookConfig
+from webhook.shape import check_shape
 from webhook.targets import Targets, check
 
 Obj = dict[str, Any]
@@ -55,6 +56,7 @@ def mutate_pod(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig)
     state = opt_in(annotations)
     if state != "requested":
         return Mutation(outcome=state, patch=[])
+    check_shape(pod)
     problems = Problems()
     request = parse(annotations, config=config, problems=problems)
     spec = _mapping(pod.get("spec"))
