@@ -38,7 +38,10 @@ def boolean(value: str) -> bool:
 
 
 def refresh(value: str) -> int:
-    seconds = parse_duration(value)
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ValueError(f"{echo(value)} is not a duration such as 30s, 5m or 1h") from None
     if not MIN_REFRESH <= seconds <= MAX_REFRESH:
         raise ValueError(f"{echo(value)} is outside 1s to 24h")
     return seconds
