@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request, Response
 from webhook.errors import BadRequest, Denied
 from webhook.metrics import CONTENT_TYPE, Metrics, denial_reasons
 from webhook.mutate import mutate_pod
-from webhook.review import AdmissionRequest, allowed, denied, errored, parse_review
+from webhook.review import AdmissionRequest, allowed, bounded, denied, errored, parse_review
 from webhook.settings import WebhookConfig
 
 log = logging.getLogger(__name__)
@@ -136,9 +136,10 @@ def create_app(
             review = parse_review(await _read_body(request, max_body))
             return _json(reviewer.answer(review.request))
         except BadRequest as exc:
+            problem = bounded(str(exc))
             reviewer.metrics.reviews.labels("", "malformed").inc()
-            log.info("malformed review", extra={"problem": str(exc)})
-            return _json({"error": str(exc)}, getattr(exc, "status", 400))
+            log.info("malformed review", extra={"problem": problem})
+            return _json({"error": problem}, getattr(exc, "status", 400))
         finally:
             reviewer.metrics.latency.observe(time.perf_counter() - started)
 

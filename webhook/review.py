@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from webhook.errors import BadRequest
 
 API_VERSION = "admission.k8s.io/v1"
+# Longest message an answer carries, in UTF-8 bytes: a denial travels through the API
+# server into events and kubectl output, and an error answer into the API server's log.
+MAX_MESSAGE = 4096
+CUT = "\n(message cut)"
 
 
 class _Envelope(BaseModel):
@@ -96,6 +100,14 @@ def _describe(exc: ValidationError) -> str:
     return f"{where}: {error['msg']}"
 
 
+def bounded(message: str) -> str:
+    """``message`` cut to at most :data:`MAX_MESSAGE` UTF-8 bytes, saying so when cut."""
+    data = message.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_MESSAGE:
+        return message
+    return data[: MAX_MESSAGE - len(CUT)].decode("utf-8", "ignore") + CUT
+
+
 def _review(response: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
 
@@ -117,7 +129,7 @@ def allowed(
 def denied(uid: str, message: str, *, code: Literal[403, 500] = 403) -> dict[str, Any]:
     """Refuse the object; the API server shows ``message`` to whoever created it."""
     reason = "Forbidden" if code == 403 else "InternalError"
-    status = {"code": code, "message": message, "reason": reason}
+    status = {"code": code, "message": bounded(message), "reason": reason}
     return _review({"uid": uid, "allowed": False, "status": status})
 
 
