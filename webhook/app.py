@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request, Response
 
 from webhook.errors import BadRequest, Denied
-from webhook.metrics import CONTENT_TYPE, Metrics, denial_reasons
+from webhook.metrics import CONTENT_TYPE, Metrics, denial_reasons, operation
 from webhook.mutate import mutate_pod
 from webhook.review import AdmissionRequest, allowed, bounded, denied, errored, parse_review
 from webhook.settings import WebhookConfig
@@ -112,7 +112,7 @@ class Reviewer:
 
     def _count(self, request: AdmissionRequest, outcome: str, *, reason: str = "") -> None:
         """One metric and one log line per review; never the pod's contents."""
-        self.metrics.reviews.labels(request.operation, outcome).inc()
+        self.metrics.reviews.labels(operation(request.operation), outcome).inc()
         fields = {"uid": request.uid, "namespace": request.namespace, "outcome": outcome}
         log.info("review", extra={**fields, "operation": request.operation, "reason": reason})
 

@@ -2,7 +2,8 @@
 
 Not the global default registry: two apps in one process (the tests) must not
 share counters. Label values are bounded: a denial is labelled with the
-annotation's family (``secret-*``), never with a user-chosen name.
+annotation's family (``secret-*``), never with a user-chosen name, and an
+operation the API server never sends is ``other``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ SINGLE = frozenset(
         "status",
     }
 )
+# The operations the API server sends; a request can carry any string there.
+OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -42,6 +45,11 @@ def _family(annotation: str) -> str:
         if name.startswith(family):
             return f"{PREFIX}{family}*"
     return "unknown-annotation"
+
+
+def operation(value: str) -> str:
+    """The request's operation as a label: anything but the four real ones is ``other``."""
+    return value if value in OPERATIONS else "other"
 
 
 def denial_reasons(exc: Denied) -> tuple[str, ...]:
