@@ -20,6 +20,7 @@ import httpx
 from sidecar.auth import TokenFile
 from sidecar.config import VaultStore as VaultConfig
 from sidecar.errors import (
+    AgentError,
     LoginDenied,
     PermissionDenied,
     StoreError,
@@ -196,10 +197,23 @@ class VaultStore:
                 self._log.info(
                     "token file rotated; logging in again", file=str(self._token_file.path)
                 )
-                self._login()
-            elif self._clock() >= self._renew_at:
+                self._login_keeping_current()
+            if self._clock() >= self._renew_at:
                 self._renew_login()
             return self._renew_at
+
+    def _login_keeping_current(self) -> None:
+        """A new login; while it fails (a garbled or expired new token file, an outage),
+        the current store token serves (renewed as usual) until it ends; the next call
+        tries again."""
+        try:
+            self._login()
+        except AgentError as exc:
+            if self._clock() >= self._expires_at:
+                raise
+            self._log.warning(
+                "new login failed; the current store token still serves", error=str(exc)
+            )
 
     def _renew_login(self) -> None:
         """Renew the store token, or log in again when it cannot be renewed (any more)."""

@@ -5,98 +5,22 @@ and a store that goes away and comes back empty."""
 from __future__ import annotations
 
 import http.server
-import io
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from hack.localstore import Issuer, OpenBao
 from sidecar.agent import Agent
-from sidecar.config import AgentConfig
-from sidecar.logs import Log
-from sidecar.loop import Loop
-from sidecar.stores import open_store
-from sidecar.stores.base import Lease, Secret, Store
 from tests.sidecar.agent_helpers import App, Postgres, enable_database
+from tests.sidecar.inproc import make_agent, messages, wait_for
 
 
 @pytest.fixture
 def app(openbao: OpenBao, issuer: Issuer, tmp_path: Path) -> App:
     return App(openbao, issuer, tmp_path).seed()
-
-
-class Counting:
-    """The real store, with its reads counted."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.reads: list[str] = []
-
-    @property
-    def accessor(self) -> str | None:  # type: ignore[override]
-        return self.store.accessor
-
-    def login(self) -> None:
-        self.store.login()
-
-    def read(self, path: str) -> Secret:
-        self.reads.append(path)
-        return self.store.read(path)
-
-    def renew(self, lease: Lease) -> Lease:
-        return self.store.renew(lease)
-
-    def maintain(self) -> float:
-        return self.store.maintain()
-
-    def close(self, *, revoke: bool) -> None:
-        self.store.close(revoke=revoke)
-
-
-def make_agent(config: dict[str, Any]) -> tuple[Agent, Counting, io.StringIO]:
-    stream = io.StringIO()
-    log = Log(stream, debug=True)
-    model = AgentConfig.model_validate(config)
-    store = Counting(open_store(model, log=log))
-    return Agent(model, store, log=log), store, stream
-
-
-def messages(stream: io.StringIO) -> list[str]:
-    return [json.loads(line)["msg"] for line in stream.getvalue().splitlines()]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
-@pytest.fixture
-def running() -> Iterator[Callable[[Agent], threading.Event]]:
-    """Start an agent's loop in a thread; stop it after the test."""
-    started: list[tuple[threading.Thread, threading.Event, Agent]] = []
-
-    def start(agent: Agent) -> threading.Event:
-        stop = threading.Event()
-        thread = threading.Thread(target=Loop(agent, stop=stop).run, daemon=True)
-        thread.start()
-        started.append((thread, stop, agent))
-        return stop
-
-    yield start
-    for thread, stop, agent in started:
-        stop.set()
-        thread.join(15)
-        assert not thread.is_alive(), "the loop stops promptly when told"
-        agent.store.close(revoke=True)
 
 
 def test_start_reads_each_path_once_and_writes_everything(app: App) -> None:
@@ -161,14 +85,6 @@ def test_refresh_rewrites_only_real_changes_and_then_runs_on_change(
     assert app.file("password").stat().st_ino != inode, "replaced atomically, by rename"
     assert (app.workdir / "state" / "alive").exists()
     assert "running on-change actions" in messages(stream)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    db = Postgres()
-    db.start()
-    yield db
-    db.stop()
 
 
 def test_a_lease_is_renewed_then_read_again_at_its_max_ttl(

@@ -1,0 +1,41 @@
+"""Fixtures of the agent's tests: a PostgreSQL for leased secrets, and loops in threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from sidecar.agent import Agent
+from sidecar.loop import Loop
+from tests.sidecar.agent_helpers import Postgres
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One throwaway PostgreSQL for every leased-secret test of the session."""
+    db = Postgres()
+    db.start()
+    yield db
+    db.stop()
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[[Agent], threading.Event]]:
+    """Start an agent's loop in a thread; stop it (revoking its token) after the test."""
+    started: list[tuple[threading.Thread, threading.Event, Agent]] = []
+
+    def start(agent: Agent) -> threading.Event:
+        stop = threading.Event()
+        thread = threading.Thread(target=Loop(agent, stop=stop).run, daemon=True)
+        thread.start()
+        started.append((thread, stop, agent))
+        return stop
+
+    yield start
+    for thread, stop, agent in started:
+        stop.set()
+        thread.join(15)
+        assert not thread.is_alive(), "the loop stops promptly when told"
+        agent.store.close(revoke=True)
