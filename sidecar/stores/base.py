@@ -47,7 +47,9 @@ class Store(Protocol):
     hang off it, so leases saved by one run are adopted only with that login.
     """
 
-    accessor: str | None
+    @property
+    def accessor(self) -> str | None:
+        """The current login's name, or None (not logged in, or no leases hang off it)."""
 
     def login(self) -> None:
         """Log in with the projected token, read fresh from its file."""

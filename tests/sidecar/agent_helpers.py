@@ -171,7 +171,7 @@ def error_line(stderr: str) -> dict[str, Any]:
     lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line["level"] == "error"]
     assert len(errors) == 1, stderr
-    return errors[0]
+    return dict(errors[0])
 
 
 def _postgres_bin() -> Path:

@@ -25,7 +25,7 @@ class Counting:
         self.reads: list[str] = []
 
     @property
-    def accessor(self) -> str | None:  # type: ignore[override]
+    def accessor(self) -> str | None:
         return self.store.accessor
 
     def login(self) -> None:

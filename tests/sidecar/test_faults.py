@@ -27,7 +27,8 @@ from sidecar.errors import (
 )
 from sidecar.logs import Log
 from sidecar.retry import Backoff, retry_until
-from sidecar.stores.vault import VaultStore, parse_secret
+from sidecar.stores.vault import VaultStore
+from sidecar.stores.vault_wire import parse_secret
 
 ADDRESS = "https://vault.test:8200"
 LOGIN = {"auth": {"client_token": "s.store-token", "lease_duration": 3600, "renewable": True}}
