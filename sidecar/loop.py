@@ -84,7 +84,7 @@ class Loop:
             delay = self._backoff.delay(exc)
             self._retry_at = self._clock() + delay
             self.log.error(
-                "keeping the last good files; will retry",
+                "no files yet; will retry" if first else "keeping the last good files; will retry",
                 error=str(exc),
                 attempt=self._backoff.attempt,
                 backoff=round(delay, 3),
