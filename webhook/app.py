@@ -8,7 +8,8 @@ error while handling a pod is a denial too (the pod must not start without its
 secrets), naming the request uid so the traceback in the logs can be found.
 
 The body is read raw, never through FastAPI's parameter validation: a 422 with
-pydantic's error dump is not an answer the API server can use.
+pydantic's error dump is not an answer the API server can use. Its schema is
+documented for tools (:mod:`webhook.openapi`), not enforced from it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi import FastAPI, Request, Response
 from webhook.errors import BadRequest, Denied
 from webhook.metrics import CONTENT_TYPE, Metrics, denial_reasons, operation
 from webhook.mutate import mutate_pod
+from webhook.openapi import MUTATE
 from webhook.review import AdmissionRequest, allowed, bounded, denied, errored, parse_review
 from webhook.settings import WebhookConfig
 
@@ -129,7 +131,7 @@ def create_app(
     reviewer = Reviewer(config, metrics or Metrics())
     app.state.metrics = reviewer.metrics
 
-    @app.post("/mutate")
+    @app.post("/mutate", openapi_extra=MUTATE)
     async def mutate(request: Request) -> Response:
         started = time.perf_counter()
         try:
