@@ -40,17 +40,15 @@ _CONTAINER = _object(
     securityContext=_SECURITY_CONTEXT,
 )
 # The MutatingWebhookConfiguration's matchConditions send opted-in pods only.
-_ANNOTATIONS = _object(
-    ["latchkey.dev/inject"],
-    **{
-        "latchkey.dev/inject": {"const": "true"},
-        "latchkey.dev/secret-db": {"type": "string", "pattern": "^secret/data/[a-z]{1,8}$"},
-        "latchkey.dev/env-API_KEY": {"type": "string", "pattern": "^secret/data/[a-z]{1,8}#key$"},
-        "latchkey.dev/format-db": {"enum": ["json", "yaml", "env", "dotenv", "raw"]},
-        "latchkey.dev/containers": _STRING,
-        "latchkey.dev/on-change": _STRING,
-    },
-)
+_OURS: dict[str, Schema] = {
+    "latchkey.dev/inject": {"const": "true"},
+    "latchkey.dev/secret-db": {"type": "string", "pattern": "^secret/data/[a-z]{1,8}$"},
+    "latchkey.dev/env-API_KEY": {"type": "string", "pattern": "^secret/data/[a-z]{1,8}#key$"},
+    "latchkey.dev/format-db": {"enum": ["json", "yaml", "env", "dotenv", "raw"]},
+    "latchkey.dev/containers": _STRING,
+    "latchkey.dev/on-change": _STRING,
+}
+_ANNOTATIONS = _object(["latchkey.dev/inject"], **_OURS)
 POD = _object(
     ["metadata", "spec"],
     metadata=_object(["annotations"], generateName=_STRING, annotations=_ANNOTATIONS),
