@@ -88,6 +88,8 @@ def parse_review(body: bytes) -> AdmissionReview:
 def _describe(exc: ValidationError) -> str:
     """The first problem, by JSON path: enough to fix the sender, short enough to log."""
     error = exc.errors(include_url=False, include_context=False, include_input=False)[0]
+    if error["type"] == "json_invalid" and "recursion limit" in error["msg"]:
+        return "body nests too deep (the JSON parser stops at about 200 levels)"
     if error["type"] == "json_invalid":
         return "body is not JSON: expected an admission.k8s.io/v1 AdmissionReview"
     where = ".".join(str(part) for part in error["loc"]) or "body"
