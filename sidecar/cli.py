@@ -85,6 +85,7 @@ def run(argv: Sequence[str], environ: Mapping[str, str], *, log: Log) -> int:
 
     timeout = min(MAX_TIMEOUT, args.deadline) if args.once else MAX_TIMEOUT
     store = open_store(config, log=log, timeout=timeout)
+    _start_up_done()
     agent = Agent(config, store, log=log)
     if args.once:
         from sidecar.retry import retry_until
@@ -114,6 +115,15 @@ def _long_running(agent: Agent, *, metrics_port: int | None, log: Log) -> int:
             stop_metrics()
     log.info("stopped")
     return 0
+
+
+def _start_up_done() -> None:
+    """The heavy imports are done (``__main__`` paused the cycle collector for them):
+    keep what they built out of every later collection, and collect as usual again."""
+    import gc
+
+    gc.freeze()
+    gc.enable()
 
 
 def _stop_on_signals(log: Log) -> threading.Event:

@@ -11,6 +11,12 @@ are taken, runs interleaved so machine noise hits both alike; medians printed
 with ratios. Targets (issue 3): time <= 1.0x at 10 and 100, <= 1.5x at 1;
 RSS <= 0.5x at every size.
 
+Ours runs as the image runs it: the ``latchkey-sidecar`` console script of a
+regular (not editable) install, built once per bench run into a temp venv whose
+dependencies come from this venv (a ``.pth`` line), so the dev venv's editable
+finder does not count. Each run starts with an empty ``stateDir``: a saved store
+token would spare ours the login that bao agent makes every time.
+
     python hack/bench/agent.py [--runs 7] [--sizes 1,10,100]
 """
 
@@ -30,6 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from hack.localstore import Issuer, OpenBao, bao_binary
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ROLE, NAMESPACE, ACCOUNT, AUDIENCE = "bench", "bench", "app", "openbao"
 Run = tuple[float, float]  # seconds, MiB
@@ -62,9 +70,38 @@ print(json.dumps({"seconds": elapsed, "mib": usage.ru_maxrss / 1024, "code": cod
 """
 
 
+def install(workdir: Path) -> Path:
+    """``latchkey-sidecar`` from a regular install of this tree into a fresh venv."""
+    source, venv = workdir / "src", workdir / "venv"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("sidecar", "webhook"):
+        shutil.copytree(
+            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    deps = subprocess.run(
+        [sys.executable, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    Path(purelib, "_latchkey_bench_deps.pth").write_text(deps + "\n")
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--no-deps", str(source)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return venv / "bin" / "latchkey-sidecar"
+
+
 def measure(argv: list[str], *, env: dict[str, str], out: Path, expect: int) -> Run:
     """Spawn, wait, and return (wall seconds, peak RSS MiB); fail loudly on a bad run."""
     shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out.parent / "state", ignore_errors=True)
     out.mkdir(parents=True)
     log = out.parent / "run.log"
     helper = [sys.executable, "-I", "-S", "-c", _MEASURE, str(log), *argv]
@@ -76,7 +113,9 @@ def measure(argv: list[str], *, env: dict[str, str], out: Path, expect: int) -> 
     return result["seconds"], result["mib"]
 
 
-def ours(store: OpenBao, token: Path, out: Path, count: int) -> tuple[list[str], dict[str, str]]:
+def ours(
+    agent: Path, store: OpenBao, token: Path, out: Path, count: int
+) -> tuple[list[str], dict[str, str]]:
     config = {
         "store": {
             "kind": "vault",
@@ -91,7 +130,7 @@ def ours(store: OpenBao, token: Path, out: Path, count: int) -> tuple[list[str],
         "files": [{"name": f"s{i}", "path": f"secret/data/bench/s{i}"} for i in range(count)],
     }
     env = {**os.environ, "LATCHKEY_CONFIG": json.dumps(config)}
-    return [sys.executable, "-m", "sidecar", "--once"], env
+    return [str(agent), "--once"], env
 
 
 def bao_agent(
@@ -123,6 +162,7 @@ def bench(sizes: list[int], runs: int) -> list[dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="latchkey-bench-") as tmp:
         workdir = Path(tmp)
         issuer = Issuer()
+        agent = install(workdir)
         store = OpenBao(workdir / "openbao")
         store.start()
         try:
@@ -132,17 +172,19 @@ def bench(sizes: list[int], runs: int) -> list[dict[str, float]]:
                 issuer.mint(namespace=NAMESPACE, service_account=ACCOUNT, audience=AUDIENCE)
             )
             for count in sizes:
-                rows.append(_size(store, token, workdir, count, runs))
+                rows.append(_size(agent, store, token, workdir, count, runs))
         finally:
             store.stop()
     return rows
 
 
-def _size(store: OpenBao, token: Path, workdir: Path, count: int, runs: int) -> dict[str, float]:
+def _size(
+    agent: Path, store: OpenBao, token: Path, workdir: Path, count: int, runs: int
+) -> dict[str, float]:
     out = workdir / "out"
     tools: dict[str, Callable[[], tuple[list[str], dict[str, str]]]] = {
         "bao": lambda: bao_agent(store, token, out, count, workdir),
-        "ours": lambda: ours(store, token, out, count),
+        "ours": lambda: ours(agent, store, token, out, count),
     }
     results: dict[str, list[Run]] = {name: [] for name in tools}
     for _ in range(runs + 1):  # the first round warms caches and is dropped

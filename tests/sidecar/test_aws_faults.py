@@ -218,7 +218,7 @@ def test_unreachable_endpoint(tmp_path: Path) -> None:
 def test_old_credentials_serve_while_sts_is_down(
     endpoint: str, script: Script, tmp_path: Path
 ) -> None:
-    now = [time.time()]
+    now = [time.monotonic()]
     store = _store(endpoint, tmp_path, clock=lambda: now[0])
     store.login()
     now[0] = store.refresh_at + 1  # due for new credentials, old ones still valid
