@@ -31,6 +31,7 @@ from sidecar.writer import write_atomic
 READY_FILE = "ready"
 ALIVE_FILE = "alive"
 DEFAULT_ENV_MODE = 0o440
+PATHS_PER_WORKER = 4
 
 
 class Agent:
@@ -111,12 +112,17 @@ class Agent:
         self.state.save_leases(self.store.accessor, leases)
 
     def fetch(self, paths: tuple[str, ...]) -> dict[str, Secret]:
-        """Read every path, concurrently when there are several; the first error wins."""
-        if len(paths) <= 1:
+        """Read every path, concurrently when there are several; the first error wins.
+
+        A thread per :data:`PATHS_PER_WORKER` paths, up to ``workers``: each new
+        connection costs a TLS handshake, which a few reads do not pay back.
+        """
+        workers = min(self.workers, len(paths) // PATHS_PER_WORKER)
+        if workers <= 1:
             return {path: self.store.read(path) for path in paths}
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(min(self.workers, len(paths))) as pool:
+        with ThreadPoolExecutor(workers) as pool:
             futures = [pool.submit(self.store.read, path) for path in paths]
             return {path: future.result() for path, future in zip(paths, futures, strict=True)}
 
