@@ -21,31 +21,30 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hack.certs import issue, make_ca, write_pair  # noqa: E402
-from hack.localstore import free_port  # noqa: E402
+from hack.bench.common import (
+    REVIEW,
+    Target,
+    cpu_seconds,
+    running,
+    serving_tls,
+    webhook_argv,
+)
+from hack.localstore import free_port
 
-# A Deployment's pod exactly as the API server sends it, and the tests' admin config.
-REVIEW = REPO / "tests/fixtures/reviews/deployment-native.json"
-CONFIG = REPO / "tests/fixtures/config.yaml"
-Target = tuple[str, int]  # the server's URL and process id
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -135,12 +134,6 @@ async def load(url: str, ca: ssl.SSLContext, *, concurrency: int, requests: int)
     return latencies
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(
     name: str, server: Target, ca: ssl.SSLContext, *, concurrency: int, requests: int
 ) -> Result:
@@ -150,34 +143,6 @@ def measure(
     latencies = asyncio.run(load(url, ca, concurrency=concurrency, requests=requests))
     seconds = time.perf_counter() - started
     return Result(name, concurrency, latencies, seconds, cpu_seconds(pid) - cpu)
-
-
-# --- processes ----------------------------------------------------------------------
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server on {port} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"server on {port} not listening after {timeout}s")
-
-
-@contextmanager
-def running(argv: list[str], port: int, log: Path) -> Iterator[Target]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_listening(port, process)
-        yield f"https://localhost:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def check_injects(url: str, ca: ssl.SSLContext) -> None:
@@ -215,16 +180,12 @@ def report(results: list[Result]) -> None:
 def bench(args: argparse.Namespace) -> None:
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())  # others' work skews latency
     tmp = Path(tempfile.mkdtemp(prefix="latchkey-bench-"))
-    ca = make_ca()
-    cert, key = tmp / "tls.crt", tmp / "tls.key"
-    write_pair(issue(ca, ["localhost"]), cert, key)
-    trust = ssl.create_default_context(cadata=ca.cert_pem.decode())
+    tls = serving_tls(tmp)
+    trust = tls.trust
     hook_port, bare_port = free_port(), free_port()
-    python = sys.executable
-    hook = [python, "-m", "webhook", "serve", "--config", str(CONFIG), "--host", "127.0.0.1"]
-    hook += ["--port", str(hook_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
-    bare = [python, __file__, "--bare", "--port", str(bare_port), "--cert", str(cert)]
-    bare += ["--key", str(key)]
+    hook = webhook_argv(hook_port, tls)
+    bare = [sys.executable, __file__, "--bare", "--port", str(bare_port), "--cert", str(tls.cert)]
+    bare += ["--key", str(tls.key)]
     results: list[Result] = []
     with (
         running(hook, hook_port, tmp / "webhook.log") as webhook,
