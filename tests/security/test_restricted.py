@@ -26,7 +26,6 @@ def restricted_problems(container: dict[str, Any]) -> list[str]:
     """Every way ``container`` falls short of the restricted profile, or of a read-only root."""
     context = container.get("securityContext", {})
     capabilities = context.get("capabilities", {})
-    problems = []
     checks = {
         "privileged": context.get("privileged", False) is False,
         "allowPrivilegeEscalation": context.get("allowPrivilegeEscalation") is False,
@@ -42,8 +41,7 @@ def restricted_problems(container: dict[str, Any]) -> list[str]:
         "readOnlyRootFilesystem": context.get("readOnlyRootFilesystem") is True,
         "no host ports": not FORBIDDEN_CONTAINER_FIELDS & set(container),
     }  # fmt: skip
-    problems.extend(name for name, ok in checks.items() if not ok)
-    return problems
+    return [name for name, ok in checks.items() if not ok]
 
 
 @pytest.mark.parametrize("pod", golden_pods())
