@@ -49,3 +49,10 @@ def test_the_agent_only_reads_its_token(pod: Pod) -> None:
     for container in ours(pod):
         token = next(m for m in container["volumeMounts"] if m["name"] == TOKEN)
         assert token["readOnly"] is True
+
+
+@pytest.mark.parametrize("pod", golden_pods())
+def test_a_shared_process_namespace_only_for_a_signal_on_change(pod: Pod) -> None:
+    """Sharing PIDs lets the app see into the agent (/proc/<pid>/root): only when asked for."""
+    asked = "signal:" in pod["metadata"]["annotations"].get("latchkey.dev/on-change", "")
+    assert pod["spec"].get("shareProcessNamespace", False) is asked
