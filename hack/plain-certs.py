@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 # Run as a script, this file's directory is on sys.path; hack/certs.py is the shared helper.
-from certs import issue, make_ca, write_pair
+from certs import issue, make_ca, write_pair  # type: ignore[import-not-found]
 from cryptography import x509
 
 OVERLAY = Path(__file__).resolve().parents[1] / "manifests" / "overlays" / "plain"

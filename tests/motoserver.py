@@ -231,7 +231,7 @@ def _check_web_identity(role_arn: str, token: str) -> None:
 def _serve(argv: list[str]) -> None:
     """``moto_server`` with unsigned AssumeRoleWithWebIdentity checked as STS does."""
     from moto.core.exceptions import _RESTError
-    from moto.core.responses import ActionAuthenticatorMixin
+    from moto.core.responses import ActionAuthenticatorMixin  # type: ignore[attr-defined]
     from moto.server import main
 
     original = ActionAuthenticatorMixin._authenticate_and_authorize_action

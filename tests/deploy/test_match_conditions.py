@@ -29,7 +29,8 @@ def matches(rendered: dict[str, list[dict[str, Any]]]) -> Matcher:
     programs = [env.program(env.compile(c["expression"])) for c in webhook["matchConditions"]]
 
     def evaluate(pod: dict[str, Any]) -> bool:
-        activation = {"object": celpy.json_to_cel(pod), "oldObject": None}
+        cel_pod = celpy.json_to_cel(pod)  # type: ignore[attr-defined]
+        activation = {"object": cel_pod, "oldObject": None}
         results = [program.evaluate(activation) for program in programs]
         assert all(isinstance(r, celpy.celtypes.BoolType) for r in results), results
         return all(bool(r) for r in results)

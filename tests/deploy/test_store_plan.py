@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import jwt
 import pytest
@@ -39,12 +40,11 @@ def _spki(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
 def test_jwks_keys_become_the_same_pem(
     store_setup: ModuleType, public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 ) -> None:
-    algorithm = (
-        jwt.algorithms.RSAAlgorithm
-        if isinstance(public, rsa.RSAPublicKey)
-        else (jwt.algorithms.ECAlgorithm)
-    )
-    jwks = {"keys": [json.loads(algorithm.to_jwk(public)) | {"kid": "k1"}]}
+    if isinstance(public, rsa.RSAPublicKey):
+        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(public)
+    else:
+        jwk = jwt.algorithms.ECAlgorithm.to_jwk(public)
+    jwks = {"keys": [json.loads(jwk) | {"kid": "k1"}]}
     (pem,) = store_setup.jwks_to_pems(jwks)
     assert pem.encode() == _spki(public)
 
@@ -56,6 +56,8 @@ def test_jwks_keys_become_the_same_pem(
         pytest.param({"keys": [{"kty": "oct", "kid": "k9"}]}, "JWKS key k9", id="symmetric"),
     ],
 )
-def test_unusable_jwks_is_explained(store_setup: ModuleType, jwks: dict, message: str) -> None:
+def test_unusable_jwks_is_explained(
+    store_setup: ModuleType, jwks: dict[str, Any], message: str
+) -> None:
     with pytest.raises(store_setup.SetupError, match=message):
         store_setup.jwks_to_pems(jwks)

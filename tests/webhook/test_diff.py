@@ -27,9 +27,9 @@ def edited(draw: st.DrawFn) -> tuple[Any, Any]:
     """A document and a near copy: the shape a mutation makes (inserts, edits, deletes)."""
     src = draw(JSON)
     dst = copy.deepcopy(src)
-    node = dst
+    node: Any = dst
     while isinstance(node, dict | list) and node and draw(st.booleans()):
-        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        keys: list[Any] = list(node) if isinstance(node, dict) else list(range(len(node)))
         node = node[draw(st.sampled_from(keys))]
     if isinstance(node, list):
         node.insert(draw(st.integers(0, len(node))), draw(JSON))
