@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hack.bench.agent import measure
+from hack.bench.agent import install, measure
 from hack.localstore import Issuer
 from tests.motoserver import MotoServer
 
@@ -70,7 +70,8 @@ def bench_aws(n_secrets: int = 10, runs: int = 5) -> dict[str, float]:
             out = workdir / "out"
             config = _config(server, role, token, out, n_secrets)
             env = {**os.environ, "LATCHKEY_CONFIG": json.dumps(config)}
-            argv = [sys.executable, "-m", "sidecar", "--once"]
+            # The same regular (non-editable) install the Vault path runs, as the image does.
+            argv = [str(install(workdir)), "--once"]
             samples = [measure(argv, env=env, out=out, expect=n_secrets) for _ in range(runs + 1)]
         finally:
             server.stop()
