@@ -50,6 +50,7 @@ demo: install
 
 bench: install
 	$(BIN)/python hack/bench/webhook.py
+	$(BIN)/python hack/bench/burst.py
 	$(BIN)/python hack/bench/agent.py
 
 clean:
