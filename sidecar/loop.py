@@ -184,6 +184,7 @@ class Loop:
         return seconds * (1 - JITTER + 2 * JITTER * self._rng())
 
     def _on_change(self, changed: list[str]) -> None:
+        self.log.info("files updated", files=changed)
         if not self.agent.config.on_change:
             return
         from sidecar.onchange import run_actions
