@@ -16,10 +16,16 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from sidecar.harden import make_undumpable
+
 USAGE_EXIT = 2
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    # Before anything reads a token: keep the app's uid out of our /proc/<pid>
+    # (environ, root/) when the pod shares its PID namespace. Probes too: they
+    # run in the agent's container, so their /proc/<pid>/root is as good a door.
+    undumpable = make_undumpable()
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
     if argv[:1] == ["probe"]:
@@ -35,6 +41,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     from sidecar.logs import Log
 
     log = Log()
+    if not undumpable:
+        log.warning("could not make the agent non-dumpable: same-uid processes can read its /proc")
     # httpx imports its optional command-line client whenever rich and click are
     # installed, which doubles its import time; the agent never uses it.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
