@@ -75,11 +75,11 @@ def app_pod(
     }
 
 
-@dataclass
-class Flow:
-    """One test's slice of the store, and the pods it admitted and played."""
+@dataclass(kw_only=True)
+class Harness:
+    """One test's distinctive values and the pods it admitted and played, whatever the
+    store; at the end every captured output is scanned for every value."""
 
-    openbao: OpenBao
     issuer: Issuer
     webhook: LocalWebhook
     root: Path
@@ -92,32 +92,11 @@ class Flow:
     def namespace(self) -> str:
         return f"e2e-{self.tag}"
 
-    def path(self, name: str) -> str:
-        """This test's KV v2 path for ``name``, as an annotation names it."""
-        return f"secret/data/e2e/{self.tag}/{name}"
-
-    def put(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Write a secret at this test's ``name``; returns ``data``."""
-        self.openbao.put_kv2(f"e2e/{self.tag}/{name}", data)
-        return data
-
     def value(self, label: str) -> str:
         """A distinctive random secret value; the leak scan looks for it everywhere."""
         value = f"{label}-{secrets.token_hex(10)}"
         self.values.append(value)
         return value
-
-    def grant(self, role: str = "app", *, service_account: str = "app") -> str:
-        """A role that may read this test's paths, bound to the service account here."""
-        name = f"{role}-{self.tag}"
-        self.openbao.write_policy(
-            name, f'path "secret/data/e2e/{self.tag}/*" {{ capabilities = ["read"] }}'
-        )
-        self.openbao.add_jwt_role(
-            name, namespace=self.namespace, service_account=service_account,
-            audience=AUDIENCE, policies=[name], token_ttl="5m",
-        )  # fmt: skip
-        return name
 
     def admit(self, pod: dict[str, Any]) -> Admission:
         admission = self.webhook.admit(pod, namespace=self.namespace)
@@ -155,6 +134,34 @@ class Flow:
         assert not leaks, f"secret values found in: {leaks}"
 
 
+@dataclass(kw_only=True)
+class Flow(Harness):
+    """The harness with one test's slice of the OpenBao store."""
+
+    openbao: OpenBao
+
+    def path(self, name: str) -> str:
+        """This test's KV v2 path for ``name``, as an annotation names it."""
+        return f"secret/data/e2e/{self.tag}/{name}"
+
+    def put(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Write a secret at this test's ``name``; returns ``data``."""
+        self.openbao.put_kv2(f"e2e/{self.tag}/{name}", data)
+        return data
+
+    def grant(self, role: str = "app", *, service_account: str = "app") -> str:
+        """A role that may read this test's paths, bound to the service account here."""
+        name = f"{role}-{self.tag}"
+        self.openbao.write_policy(
+            name, f'path "secret/data/e2e/{self.tag}/*" {{ capabilities = ["read"] }}'
+        )
+        self.openbao.add_jwt_role(
+            name, namespace=self.namespace, service_account=service_account,
+            audience=AUDIENCE, policies=[name], token_ttl="5m",
+        )  # fmt: skip
+        return name
+
+
 @pytest.fixture
 def pod_root() -> Iterator[Path]:
     """Pod dirs other uids can traverse (tmp_path is 0700), as a node's are."""
@@ -173,6 +180,6 @@ def flow(
     pod_root: Path,
 ) -> Iterator[Flow]:
     """The harness on the session store; parametrize ``flow`` indirectly for classic mode."""
-    harness = Flow(openbao, issuer, webhooks[request.param], pod_root)
+    harness = Flow(openbao=openbao, issuer=issuer, webhook=webhooks[request.param], root=pod_root)
     yield harness
     harness.close()

@@ -11,19 +11,18 @@ log, the admitted pod, or the agent's and player's logs.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hack.kubelet import Pod, PodFailed, issuer_minter
-from hack.local_webhook import Admission, LocalWebhook
+from hack.kubelet import Pod, PodFailed
+from hack.local_webhook import LocalWebhook
 from hack.localstore import Issuer
-from tests.e2e.conftest import INJECTED, app_pod
+from tests.e2e.conftest import Harness, app_pod
 from tests.motoserver import MotoServer
 
 SECRETS = "/latchkey/secrets"
@@ -60,49 +59,19 @@ def aws(tmp_path_factory: pytest.TempPathFactory, issuer: Issuer) -> Iterator[Aw
     server.stop()
 
 
-@dataclass
-class AwsFlow:
-    """One test's names in AWS, its distinctive values, and the pods it admitted and played."""
+@dataclass(kw_only=True)
+class AwsFlow(Harness):
+    """The harness on the moto store; ``play`` admits the pod first."""
 
     aws: Aws
-    issuer: Issuer
-    root: Path
-    tag: str = field(default_factory=lambda: secrets.token_hex(4))
-    values: list[str] = field(default_factory=list)
-    admitted: list[Admission] = field(default_factory=list)
-    played: list[Pod] = field(default_factory=list)
 
-    def value(self, label: str) -> str:
-        value = f"{label}-{secrets.token_hex(10)}"
-        self.values.append(value)
-        return value
-
-    def play(self, pod: dict[str, Any]) -> Pod:
-        admission = self.aws.webhook.admit(pod, namespace=f"e2e-{self.tag}")
-        assert admission.allowed, admission.message
-        self.admitted.append(admission)
-        played = Pod(
-            admission.pod, root=self.root / f"pod-{len(self.played)}",
-            minter=issuer_minter(self.issuer), namespace=f"e2e-{self.tag}",
-        )  # fmt: skip
-        self.played.append(played)
-        played.start()
-        return played
-
-    def close(self) -> None:
-        for played in self.played:
-            played.stop(grace=3)
-        texts = {"webhook": self.aws.webhook.log_file.read_text(encoding="utf-8")}
-        texts |= {f"admitted {i}": json.dumps(a.pod) for i, a in enumerate(self.admitted)}
-        for played in self.played:
-            texts |= {f"{played.name}/{n}": played.logs(n) for n in (*INJECTED, "kubelet")}
-        leaks = [name for name, text in texts.items() if any(v in text for v in self.values)]
-        assert not leaks, f"secret values found in: {leaks}"
+    def play(self, pod: dict[str, Any], **kw: Any) -> Pod:
+        return super().play(self.admit(pod).pod, **kw)
 
 
 @pytest.fixture
 def flow(aws: Aws, issuer: Issuer, pod_root: Path) -> Iterator[AwsFlow]:
-    harness = AwsFlow(aws, issuer, pod_root)
+    harness = AwsFlow(aws=aws, issuer=issuer, webhook=aws.webhook, root=pod_root)
     yield harness
     harness.close()
 

@@ -75,7 +75,7 @@ def own_store(tmp_path: Path, issuer: Issuer) -> Iterator[OpenBao]:
 @pytest.fixture
 def own_flow(tmp_path: Path, own_store: OpenBao, issuer: Issuer, pod_root: Path) -> Iterator[Flow]:
     webhook: LocalWebhook = start_webhook(tmp_path / "webhook", own_store)
-    harness = Flow(own_store, issuer, webhook, pod_root)
+    harness = Flow(openbao=own_store, issuer=issuer, webhook=webhook, root=pod_root)
     yield harness
     harness.close()
     webhook.stop()
