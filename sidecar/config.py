@@ -31,12 +31,18 @@ DEFAULT_MOUNT_PATH = PurePosixPath("/latchkey/secrets")
 # A file name: a DNS-1123 label that may also hold dots (SPEC: "file-name rules").
 FILE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MIN_REFRESH_SECONDS, MAX_REFRESH_SECONDS = 1, 24 * 3600
 
 Format = Literal["json", "yaml", "env", "dotenv", "raw"]
 
 
+def is_file_name(value: str) -> bool:
+    """A DNS-1123 label that may hold dots, but never ``..``: safe as one path segment."""
+    return bool(FILE_NAME_RE.fullmatch(value)) and ".." not in value
+
+
 def _file_name(value: str) -> str:
-    if not FILE_NAME_RE.fullmatch(value) or ".." in value:
+    if not is_file_name(value):
         raise ValueError(
             f"{value!r} is not a file name: lower-case letters, digits, '-' and '.', "
             "starting and ending with a letter or digit"
@@ -180,7 +186,7 @@ class AgentConfig(Model):
     wrapper_dir: str | None = Field(
         default=None, description="where the agent installs the static env wrapper"
     )
-    refresh_seconds: int = Field(default=300, ge=1, le=86400)
+    refresh_seconds: int = Field(default=300, ge=MIN_REFRESH_SECONDS, le=MAX_REFRESH_SECONDS)
     on_change: tuple[OnChange, ...] = ()
 
     def to_json(self) -> str:

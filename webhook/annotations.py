@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar, cast, get_args
 
-from sidecar.config import ENV_NAME_RE, FILE_NAME_RE, Format, HttpAction, SignalAction
+from sidecar.config import ENV_NAME_RE, Format, HttpAction, SignalAction, is_file_name
 from webhook import values
 from webhook.problems import PREFIX, Problems, echo
 from webhook.settings import WebhookConfig
@@ -166,7 +166,7 @@ def _files(
 ) -> tuple[FileRequest, ...]:
     files = []
     for name in sorted(n.removeprefix("secret-") for n in ours if n.startswith("secret-")):
-        if not FILE_NAME_RE.fullmatch(name) or ".." in name:
+        if not is_file_name(name):
             problems.add(f"secret-{name}", f"{echo(name)} is not a file name: {_FILE_RULES}")
             continue
         ref = get(f"secret-{name}", _ref(aws=aws, key_required=False), default=None)

@@ -14,7 +14,13 @@ from typing import Annotated
 import yaml
 from pydantic import AfterValidator, Field, ValidationError
 
-from sidecar.config import DEFAULT_MOUNT_PATH, Model, StoreConfig
+from sidecar.config import (
+    DEFAULT_MOUNT_PATH,
+    MAX_REFRESH_SECONDS,
+    MIN_REFRESH_SECONDS,
+    Model,
+    StoreConfig,
+)
 from webhook.errors import ConfigError
 
 QUANTITY_RE = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
@@ -38,7 +44,7 @@ def _quantity(value: str) -> str:
 
 def _duration(value: str) -> str:
     seconds = parse_duration(value)
-    if not 1 <= seconds <= 86400:
+    if not MIN_REFRESH_SECONDS <= seconds <= MAX_REFRESH_SECONDS:
         raise ValueError(f"{value!r} is outside 1s to 24h")
     return value
 

@@ -11,7 +11,15 @@ import re
 import string
 from pathlib import PurePosixPath
 
-from sidecar.config import BIN_DIR, STATE_DIR, TOKEN_DIR, HttpAction, SignalAction
+from sidecar.config import (
+    BIN_DIR,
+    MAX_REFRESH_SECONDS,
+    MIN_REFRESH_SECONDS,
+    STATE_DIR,
+    TOKEN_DIR,
+    HttpAction,
+    SignalAction,
+)
 from webhook.problems import echo
 from webhook.settings import QUANTITY_RE, parse_duration
 
@@ -28,7 +36,6 @@ ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$"
 AWS_PATH_RE = re.compile(r"^(secretsmanager:[\w/+=.@:-]{1,2048}|ssm:/[\w/.-]{0,2047}(/\*)?)$")
 # Our own directories; a mount-path there would shadow the agent's.
 RESERVED_DIRS = (TOKEN_DIR.parent, STATE_DIR.parent, BIN_DIR.parent)
-MIN_REFRESH, MAX_REFRESH = 1, 24 * 3600
 
 
 def boolean(value: str) -> bool:
@@ -42,7 +49,7 @@ def refresh(value: str) -> int:
         seconds = parse_duration(value)
     except ValueError:
         raise ValueError(f"{echo(value)} is not a duration such as 30s, 5m or 1h") from None
-    if not MIN_REFRESH <= seconds <= MAX_REFRESH:
+    if not MIN_REFRESH_SECONDS <= seconds <= MAX_REFRESH_SECONDS:
         raise ValueError(f"{echo(value)} is outside 1s to 24h")
     return seconds
 
