@@ -16,7 +16,6 @@ import json
 import ssl
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import yaml
 
 from hack.certs import KeyPair, issue, make_ca, write_pair
 from hack.localstore import OpenBao, free_port
-from hack.procs import terminate
+from hack.procs import terminate, wait_ready
 
 WEBHOOK = Path(sys.executable).with_name("latchkey-webhook")
 POD_DEFAULTS: dict[str, Any] = {
@@ -154,7 +153,10 @@ class LocalWebhook:
         ]  # fmt: skip
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_healthy(timeout)
+        wait_ready(
+            self.process, self._healthy, what="the webhook", log_file=self.log_file,
+            timeout=timeout,
+        )  # fmt: skip
 
     def client(self) -> httpx.Client:
         """A client that checks the serving certificate against our CA and ``localhost``."""
@@ -162,19 +164,9 @@ class LocalWebhook:
         trust = ssl.create_default_context(cafile=str(self.workdir / "ca.crt"))
         return httpx.Client(base_url=base, verify=trust, timeout=10)
 
-    def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the webhook exited early; see {self.log_file}")
-            try:
-                with self.client() as client:
-                    if client.get("/healthz").status_code == 200:
-                        return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError(f"the webhook was not healthy in {timeout}s; see {self.log_file}")
+    def _healthy(self) -> bool:
+        with self.client() as client:
+            return client.get("/healthz").status_code == 200
 
     def admit(self, pod: dict[str, Any], *, namespace: str) -> Admission:
         """Send ``pod`` (defaulted first) for admission; apply the patch it returns."""

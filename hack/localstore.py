@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hack.certs import KeyPair, issue, make_ca, write_pair
-from hack.procs import terminate
+from hack.procs import terminate, wait_ready
 
 ISSUER_URL = "https://kubernetes.default.svc.cluster.local"
 ROOT_TOKEN = "latchkey-dev-root"
@@ -133,21 +133,13 @@ class OpenBao:
         ]  # fmt: skip
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_ready(timeout)
+        wait_ready(
+            self.process, self._healthy, what="OpenBao", log_file=self.log_file, timeout=timeout
+        )
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"OpenBao exited early; see {self.log_file}")
-            try:
-                if self.client().get("/v1/sys/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"OpenBao did not become ready in {timeout}s; see {self.log_file}")
+    def _healthy(self) -> bool:
+        with self.client() as client:
+            return client.get("/v1/sys/health").status_code == 200
 
     def stop(self) -> None:
         terminate(self.process)

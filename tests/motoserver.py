@@ -51,22 +51,15 @@ class MotoServer:
         cmd = [sys.executable, "-P", str(Path(__file__)), "-H", "127.0.0.1", "-p", str(self.port)]
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_ready(timeout)
+        from hack.procs import wait_ready  # here: this file also runs as the server script
+
+        wait_ready(
+            self.process, self._answers, what="moto", log_file=self.log_file, timeout=timeout
+        )
         self._bootstrap()
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto exited early; see {self.log_file}")
-            try:
-                if httpx.get(f"{self.endpoint}/moto-api/data.json").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"moto did not become ready in {timeout}s; see {self.log_file}")
+    def _answers(self) -> bool:
+        return httpx.get(f"{self.endpoint}/moto-api/data.json").status_code == 200
 
     def _bootstrap(self) -> None:
         """An admin user for seeding, made while moto still lets anyone in; then enforce."""
