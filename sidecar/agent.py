@@ -47,6 +47,7 @@ class Agent:
         self.state_dir = Path(config.state_dir)
         self.state = StateDir(config.state_dir, log=log)
         self.adopted: set[str] = set()
+        self.login_due = float("inf")  # when the store wants maintain() called next
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -65,7 +66,8 @@ class Agent:
             from sidecar.envexec import install_wrapper
 
             install_wrapper(_directory(self.config.wrapper_dir))
-        self.store.maintain()  # logs in (or adopts a saved login) unless one still holds
+        # Logs in (or adopts a saved login) unless one still holds.
+        self.login_due = self.store.maintain()
         adopted = self.adopt_leases() if adopt else set()
         self.refresh(p for p in self.paths if p not in adopted)
         self.mark(READY_FILE)

@@ -46,6 +46,11 @@ class TokenFile:
         with contextlib.suppress(TokenError):
             self.read()
 
+    def forget(self) -> None:
+        """Count the file's token as not logged in with, so :meth:`rotated` says so
+        again: a login with it failed, and the next pass must try it again."""
+        self._digest = None
+
     def rotated(self) -> bool:
         """True when the file holds another token than the one last logged in with.
 

@@ -99,6 +99,7 @@ class Loop:
 
     def _first_write(self) -> bool:
         self.agent.start(adopt=True)
+        self._login_due = self.agent.login_due
         now = self._clock()
         self._next_refresh = now + self._jittered(self.agent.config.refresh_seconds)
         for path, secret in self.agent.secrets.items():

@@ -33,7 +33,13 @@ from botocore.parsers import ResponseParserError
 
 from sidecar.auth import TokenFile
 from sidecar.config import AwsStore as AwsConfig
-from sidecar.errors import ConfigError, SecretNotFound, StoreError, StoreUnavailable
+from sidecar.errors import (
+    AgentError,
+    ConfigError,
+    SecretNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from sidecar.logs import Log
 from sidecar.stores.aws_errors import CredentialsRejected, translate
 from sidecar.stores.aws_paths import AwsRef, ParameterPrefix, ParameterRef, SecretRef, parse_path
@@ -194,10 +200,13 @@ class AwsSecretStore:
         return self._refresh_at if self._credentials is not None else self._clock()
 
     def _refresh(self) -> None:
-        """New credentials; while STS is down, the old ones serve until they expire."""
+        """New credentials; while they cannot be had (STS down, a rotated token file
+        that is garbled or refused), the old ones serve until they expire and the
+        next call tries again, as the Vault store keeps its token."""
         try:
             self._login()
-        except StoreUnavailable as exc:
+        except AgentError as exc:
+            self._token_file.forget()
             assert self._credentials is not None
             if self._clock() >= self._credentials.expires_at:
                 raise
@@ -210,7 +219,7 @@ class AwsSecretStore:
             elif self._token_file.rotated():
                 rotated = str(self._token_file.path)
                 self._log.info("token file rotated; logging in again", file=rotated)
-                self._login()
+                self._refresh()
             elif self._clock() >= self.refresh_at:
                 self._refresh()
             return self.refresh_at

@@ -209,6 +209,7 @@ class VaultStore:
         try:
             self._login()
         except AgentError as exc:
+            self._token_file.forget()
             if self._clock() >= self._expires_at:
                 raise
             self._log.warning(
