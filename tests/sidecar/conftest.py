@@ -1,15 +1,24 @@
-"""Fixtures of the agent's tests: a PostgreSQL for leased secrets, and loops in threads."""
+"""Fixtures of the agent's tests: a seeded app, a PostgreSQL for leased secrets, and loops
+in threads."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from hack.localstore import Issuer, OpenBao
 from sidecar.agent import Agent
 from sidecar.loop import Loop
-from tests.sidecar.agent_helpers import Postgres
+from tests.sidecar.agent_helpers import App, Postgres
+
+
+@pytest.fixture
+def app(openbao: OpenBao, issuer: Issuer, tmp_path: Path) -> App:
+    """An app with its own role, policy and secrets on the session's OpenBao."""
+    return App(openbao, issuer, tmp_path).seed()
 
 
 @pytest.fixture(scope="session")

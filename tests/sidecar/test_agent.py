@@ -18,11 +18,6 @@ from tests.sidecar.agent_helpers import App, Postgres, enable_database
 from tests.sidecar.inproc import make_agent, messages, wait_for
 
 
-@pytest.fixture
-def app(openbao: OpenBao, issuer: Issuer, tmp_path: Path) -> App:
-    return App(openbao, issuer, tmp_path).seed()
-
-
 def test_start_reads_each_path_once_and_writes_everything(app: App) -> None:
     config = app.config(wrapperDir=str(app.workdir / "bin"))
     agent, store, _ = make_agent(config)

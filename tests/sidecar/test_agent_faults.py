@@ -15,18 +15,13 @@ from typing import Any
 
 import pytest
 
-from hack.localstore import Issuer, OpenBao
+from hack.localstore import OpenBao
 from sidecar.agent import Agent
 from tests.sidecar.agent_helpers import App, error_line, run_agent
 from tests.sidecar.fault_proxy import DROP, HANG, Fault, FaultProxy, silent_server
 from tests.sidecar.inproc import make_agent, records, wait_for
 
 RETRYING = "keeping the last good files; will retry"
-
-
-@pytest.fixture
-def app(openbao: OpenBao, issuer: Issuer, tmp_path: Path) -> App:
-    return App(openbao, issuer, tmp_path).seed()
 
 
 @pytest.fixture

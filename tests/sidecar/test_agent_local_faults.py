@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hack.localstore import Issuer, OpenBao
 from sidecar.agent import Agent
 from sidecar.config import AgentConfig
 from sidecar.logs import Log
@@ -31,11 +30,6 @@ from tests.sidecar.test_agent_faults import snapshot, temps
 from tests.sidecar.test_faults import LOGIN, make_store
 
 TEN_YEARS = 10 * 365 * 86400.0
-
-
-@pytest.fixture
-def app(openbao: OpenBao, issuer: Issuer, tmp_path: Path) -> App:
-    return App(openbao, issuer, tmp_path).seed()
 
 
 # --- the projected token file ---------------------------------------------------------

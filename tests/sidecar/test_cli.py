@@ -14,13 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from hack.localstore import Issuer, OpenBao, free_port
+from hack.localstore import free_port
 from tests.sidecar.agent_helpers import App, agent_argv, agent_env, error_line, run_agent
-
-
-@pytest.fixture
-def app(openbao: OpenBao, issuer: Issuer, tmp_path: Path) -> App:
-    return App(openbao, issuer, tmp_path).seed()
 
 
 def assert_written(app: App) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hack.localstore import Issuer, OpenBao, free_port
+from hack.localstore import free_port
 from tests.sidecar.agent_helpers import (
     App,
     Postgres,
@@ -28,11 +28,6 @@ from tests.sidecar.agent_helpers import (
 from tests.sidecar.inproc import wait_for
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-@pytest.fixture
-def app(openbao: OpenBao, issuer: Issuer, tmp_path: Path) -> App:
-    return App(openbao, issuer, tmp_path).seed()
 
 
 def scrape(port: int) -> Samples:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hack.localstore import Issuer, OpenBao, free_port
+from hack.localstore import OpenBao, free_port
 from tests.sidecar.agent_helpers import (
     App,
     Postgres,
@@ -31,11 +31,6 @@ from tests.sidecar.inproc import wait_for
 from tests.sidecar.test_cli import FAILURES, _wrong
 
 ADOPTED = "store token from the last run adopted"
-
-
-@pytest.fixture
-def app(openbao: OpenBao, issuer: Issuer, tmp_path: Path) -> App:
-    return App(openbao, issuer, tmp_path).seed()
 
 
 class Agent:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hack.certs import make_ca
-from hack.localstore import Issuer, OpenBao
+from hack.localstore import Issuer
 from sidecar.auth import TokenFile
 from sidecar.config import AgentConfig
 from sidecar.errors import StoreUnavailable
@@ -20,11 +20,6 @@ from sidecar.logs import Log
 from sidecar.stores import open_store
 from sidecar.stores.vault import VaultStore
 from tests.sidecar.agent_helpers import App, Postgres, enable_database
-
-
-@pytest.fixture
-def app(openbao: OpenBao, issuer: Issuer, tmp_path: Path) -> App:
-    return App(openbao, issuer, tmp_path).seed()
 
 
 @pytest.fixture(scope="module")
