@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,6 @@ from sidecar.logs import Log
 from sidecar.stores import open_store
 from sidecar.stores.vault import VaultStore
 from tests.sidecar.agent_helpers import App, Postgres, enable_database
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    db = Postgres()
-    db.start()
-    yield db
-    db.stop()
 
 
 def store_for(app: App, **config: object) -> tuple[VaultStore, io.StringIO]:
