@@ -32,8 +32,22 @@ DEFAULT_MOUNT_PATH = PurePosixPath("/latchkey/secrets")
 FILE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MIN_REFRESH_SECONDS, MAX_REFRESH_SECONDS = 1, 24 * 3600
+DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 Format = Literal["json", "yaml", "env", "dotenv", "raw"]
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as ``30s``, ``5m``, ``1h30m``; ValueError otherwise.
+
+    The one parser for ``latchkey.dev/refresh``, the admin's ``defaults.refresh``
+    and the agent's ``--refresh``, so all three accept the same text.
+    """
+    match = DURATION_RE.fullmatch(text)
+    if not text or not match:
+        raise ValueError(f"{text!r} is not a duration such as 30s, 5m or 1h")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def is_file_name(value: str) -> bool:

@@ -11,27 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sidecar.config import CONFIG_ENV, ENV_FILE_NAME, STATE_DIR, AgentConfig
+from sidecar.config import CONFIG_ENV, ENV_FILE_NAME, STATE_DIR, AgentConfig, parse_duration
 from sidecar.errors import ConfigError
 
-_DURATION = re.compile(r"(\d+)(h|m|s)")
-_UNITS = {"h": 3600, "m": 60, "s": 1}
 
-
-def parse_duration(text: str) -> int:
-    """``30s``, ``5m``, ``1h30m`` or plain seconds, as whole seconds."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ConfigError(f"--refresh {text!r}: use a duration such as 30s, 5m, 1h or 1h30m")
-    return sum(int(n) * _UNITS[u] for n, u in parts)
+def _refresh_seconds(text: str) -> int:
+    try:
+        return parse_duration(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--refresh {text!r}: use a duration such as 30s, 5m, 1h or 1h30m"
+        ) from None
 
 
 def _pair(flag: str, value: str) -> tuple[str, str]:
@@ -96,7 +90,7 @@ def apply_flags(config: dict[str, Any], args: argparse.Namespace) -> dict[str, A
     }
     config.update({k: v for k, v in scalars.items() if v is not None})
     if args.refresh:
-        config["refreshSeconds"] = parse_duration(args.refresh)
+        config["refreshSeconds"] = _refresh_seconds(args.refresh)
     files = [*config.get("files", []), *_files_from_flags(args)]
     if files:
         config["files"] = files

@@ -7,7 +7,6 @@ the admin's YAML and in the agent's ``LATCHKEY_CONFIG``.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -16,41 +15,22 @@ from pydantic import AfterValidator, Field, ValidationError
 
 from sidecar.config import (
     DEFAULT_MOUNT_PATH,
-    MAX_REFRESH_SECONDS,
-    MIN_REFRESH_SECONDS,
     Model,
     StoreConfig,
 )
+from webhook import values
 from webhook.errors import ConfigError
-
-QUANTITY_RE = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
-DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in a duration such as ``30s``, ``5m``, ``1h30m``; ValueError otherwise."""
-    match = DURATION_RE.fullmatch(text)
-    if not text or not match:
-        raise ValueError(f"{text!r} is not a duration such as 30s, 5m or 1h")
-    hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
-
-
-def _quantity(value: str) -> str:
-    if not QUANTITY_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 10m, 64Mi or 1")
-    return value
 
 
 def _duration(value: str) -> str:
-    seconds = parse_duration(value)
-    if not MIN_REFRESH_SECONDS <= seconds <= MAX_REFRESH_SECONDS:
-        raise ValueError(f"{value!r} is outside 1s to 24h")
+    values.refresh(value)
     return value
 
 
-Quantity = Annotated[str, AfterValidator(_quantity)]
+# The admin's values pass the same checks as a pod's annotations (webhook.values).
+Quantity = Annotated[str, AfterValidator(values.quantity)]
 Duration = Annotated[str, AfterValidator(_duration)]
+MountPath = Annotated[str, AfterValidator(values.mount_path)]
 
 
 class ResourceList(Model):
@@ -76,7 +56,7 @@ class AgentSettings(Model):
 
 
 class Defaults(Model):
-    mount_path: str = Field(default=str(DEFAULT_MOUNT_PATH), pattern=r"^/[^:]*$")
+    mount_path: MountPath = str(DEFAULT_MOUNT_PATH)
     refresh: Duration = "5m"
 
 

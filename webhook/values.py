@@ -19,9 +19,9 @@ from sidecar.config import (
     TOKEN_DIR,
     HttpAction,
     SignalAction,
+    parse_duration,
 )
 from webhook.problems import echo
-from webhook.settings import QUANTITY_RE, parse_duration
 
 # Signals a process can catch on Linux; KILL and STOP cannot be, so they are refused.
 SIGNALS = frozenset(
@@ -29,6 +29,7 @@ SIGNALS = frozenset(
      "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ",
      "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS")
 )  # fmt: skip
+QUANTITY_RE = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 HTTP_ACTION_RE = re.compile(r"^http://(localhost|127\.0\.0\.1):(\d{1,5})(/\S*)?$")
 CONTAINER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 FILE_MODE_RE = re.compile(r"^0?[0-7]{3}$")
