@@ -11,7 +11,6 @@ dumped instead, which is still the same data.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import re
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from webhook.diff import clone
 from webhook.errors import Denied
 from webhook.mutate import mutate_pod
 from webhook.settings import WebhookConfig
@@ -101,7 +101,7 @@ def inject_document(
         return doc, warnings
     if not path:
         return mutation.pod, warnings
-    result = copy.deepcopy(doc)
+    result = clone(doc)
     target = _dig(result, path)
     assert target is not None  # the copy has the template the original has
     target["metadata"] = mutation.pod["metadata"]

@@ -11,26 +11,10 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from webhook.annotations import PER_NAME, PLAIN
 from webhook.errors import AnnotationError, AnnotationErrors, Denied
+from webhook.problems import PREFIX
 
-PREFIX = "latchkey.dev/"
-# Annotations whose suffix is the user's own name; labelled by family.
-FAMILIES = ("secret-", "format-", "template-", "file-mode-", "env-")
-SINGLE = frozenset(
-    {
-        "inject",
-        "store",
-        "role",
-        "containers",
-        "mount-path",
-        "init-only",
-        "refresh",
-        "on-change",
-        "agent-cpu",
-        "agent-memory",
-        "status",
-    }
-)
 # The operations the API server sends; a request can carry any string there.
 OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -39,9 +23,9 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 def _family(annotation: str) -> str:
     name = annotation.removeprefix(PREFIX)
-    if name in SINGLE:
+    if name in PLAIN:
         return PREFIX + name
-    for family in FAMILIES:
+    for family in PER_NAME:
         if name.startswith(family):
             return f"{PREFIX}{family}*"
     return "unknown-annotation"

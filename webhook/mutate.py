@@ -8,7 +8,6 @@ Works on a bare pod template (no name, no namespace) as well as on a Pod.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,7 +25,7 @@ from sidecar.config import (
 )
 from webhook import containers as build
 from webhook.annotations import STATUS_KEY, InjectRequest, opt_in, parse
-from webhook.diff import diff
+from webhook.diff import clone, diff
 from webhook.problems import PREFIX, Problems
 from webhook.settings import WebhookConfig
 from webhook.shape import check_shape
@@ -63,7 +62,7 @@ def mutate_pod(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig)
     targets = check(spec, request, namespace=namespace, config=config, problems=problems)
     problems.raise_if_any()
     original = pod if isinstance(pod, dict) else dict(pod)
-    mutated = copy.deepcopy(original)
+    mutated = clone(original)
     _inject(mutated, request, targets, config=config)
     patch = diff(original, mutated)
     return Mutation(

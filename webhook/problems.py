@@ -41,9 +41,6 @@ class Problems:
         """Record that annotation ``latchkey.dev/<name>`` is wrong in the way ``problem`` says."""
         self._errors.append(AnnotationError(key_of(name), problem))
 
-    def __bool__(self) -> bool:
-        return bool(self._errors)
-
     def raise_if_any(self) -> None:
         """Deny the pod with every recorded problem, if there is one."""
         if len(self._errors) == 1:
