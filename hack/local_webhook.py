@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import json
 import ssl
 import subprocess
@@ -134,6 +135,11 @@ class LocalWebhook:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
+    @functools.cached_property
+    def _trust(self) -> ssl.SSLContext:
+        """Trust in our CA only, built once for every readiness poll and review."""
+        return ssl.create_default_context(cadata=self.ca.cert_pem.decode())
+
     @property
     def log_file(self) -> Path:
         return self.workdir / "webhook.log"
@@ -161,8 +167,7 @@ class LocalWebhook:
     def client(self) -> httpx.Client:
         """A client that checks the serving certificate against our CA and ``localhost``."""
         base = f"https://localhost:{self.port}"
-        trust = ssl.create_default_context(cafile=str(self.workdir / "ca.crt"))
-        return httpx.Client(base_url=base, verify=trust, timeout=10)
+        return httpx.Client(base_url=base, verify=self._trust, timeout=10)
 
     def _healthy(self) -> bool:
         with self.client() as client:

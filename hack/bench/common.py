@@ -14,7 +14,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from hack.certs import issue, make_ca, write_pair  # noqa: E402
+from hack.procs import terminate, wait_ready  # noqa: E402
 
 # A Deployment's pod exactly as the API server sends it, and the tests' admin config.
 REVIEW = REPO / "tests/fixtures/reviews/deployment-native.json"
@@ -56,17 +56,12 @@ def webhook_argv(port: int, tls: ServingTLS) -> list[str]:
     return [*argv, "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key)]
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server on {port} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"server on {port} not listening after {timeout}s")
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
 
 
 @contextmanager
@@ -75,11 +70,11 @@ def running(argv: list[str], port: int, log: Path) -> Iterator[Target]:
     with log.open("wb") as out:
         process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_listening(port, process)
+        what = f"the server on port {port}"
+        wait_ready(process, lambda: _listening(port), what=what, log_file=log, timeout=30)
         yield f"https://localhost:{port}", process.pid
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        terminate(process)
 
 
 def cpu_seconds(pid: int) -> float:
