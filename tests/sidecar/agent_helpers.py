@@ -252,3 +252,15 @@ def enable_database(store: OpenBao, db: Postgres, *, role: str, ttl: str, max_tt
         },
     )
     return f"database/creds/{role}"
+
+
+def grant_database(app: App, db: Postgres, *, ttl: str, max_ttl: str) -> str:
+    """Database creds over ``db`` that ``app``'s role may read too; returns their path."""
+    path = enable_database(app.store, db, role=f"db-{app.name}", ttl=ttl, max_ttl=max_ttl)
+    app.store.write_policy(f"{app.name}-db", f'path "{path}" {{ capabilities = ["read"] }}')
+    app.store.api(
+        "POST",
+        f"auth/jwt/role/{app.role}",
+        {"role_type": "jwt", "token_policies": [app.name, f"{app.name}-db"]},
+    )
+    return path

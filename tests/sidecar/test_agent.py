@@ -14,7 +14,7 @@ import pytest
 
 from hack.localstore import Issuer, OpenBao
 from sidecar.agent import Agent
-from tests.sidecar.agent_helpers import App, Postgres, enable_database
+from tests.sidecar.agent_helpers import App, Postgres, grant_database
 from tests.sidecar.inproc import make_agent, messages, wait_for
 
 
@@ -85,13 +85,7 @@ def test_refresh_rewrites_only_real_changes_and_then_runs_on_change(
 def test_a_lease_is_renewed_then_read_again_at_its_max_ttl(
     app: App, postgres: Postgres, running: Callable[[Agent], threading.Event]
 ) -> None:
-    path = enable_database(app.store, postgres, role=f"db-{app.name}", ttl="2s", max_ttl="5s")
-    app.store.write_policy(f"{app.name}-db", f'path "{path}" {{ capabilities = ["read"] }}')
-    app.store.api(
-        "POST",
-        f"auth/jwt/role/{app.role}",
-        {"role_type": "jwt", "token_policies": [app.name, f"{app.name}-db"]},
-    )
+    path = grant_database(app, postgres, ttl="2s", max_ttl="5s")
     files = [{"name": "db", "path": path}]
     agent, store, stream = make_agent(app.config(files=files, env=[], refreshSeconds=3600))
     running(agent)

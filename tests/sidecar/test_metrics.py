@@ -21,8 +21,8 @@ from tests.sidecar.agent_helpers import (
     Postgres,
     agent_argv,
     agent_env,
-    enable_database,
     error_line,
+    grant_database,
     run_agent,
 )
 from tests.sidecar.inproc import wait_for
@@ -54,12 +54,7 @@ def listening_addresses(port: int) -> set[str]:
 @pytest.fixture
 def leased_app(app: App, postgres: Postgres) -> tuple[App, str]:
     """The app, allowed to read database creds too; and their path."""
-    path = enable_database(app.store, postgres, role=f"db-{app.name}", ttl="1h", max_ttl="2h")
-    app.store.write_policy(f"{app.name}-db", f'path "{path}" {{ capabilities = ["read"] }}')
-    app.store.api(
-        "POST", f"auth/jwt/role/{app.role}",
-        {"role_type": "jwt", "token_policies": [app.name, f"{app.name}-db"]},
-    )  # fmt: skip
+    path = grant_database(app, postgres, ttl="1h", max_ttl="2h")
     return app, path
 
 

@@ -23,8 +23,8 @@ from tests.sidecar.agent_helpers import (
     Postgres,
     agent_argv,
     agent_env,
-    enable_database,
     error_line,
+    grant_database,
     run_agent,
 )
 from tests.sidecar.inproc import wait_for
@@ -142,12 +142,7 @@ def test_init_then_sidecar_reads_a_dynamic_secret_once(
     """Classic mode: init (--once) leases database creds; the sidecar, and the sidecar
     restarted after a crash, adopt that lease and renew it; SIGTERM revokes it."""
     role = f"db-{app.name}"
-    path = enable_database(app.store, postgres, role=role, ttl="6s", max_ttl="1h")
-    app.store.write_policy(f"{app.name}-db", f'path "{path}" {{ capabilities = ["read"] }}')
-    app.store.api(
-        "POST", f"auth/jwt/role/{app.role}",
-        {"role_type": "jwt", "token_policies": [app.name, f"{app.name}-db"]},
-    )  # fmt: skip
+    path = grant_database(app, postgres, ttl="6s", max_ttl="1h")
     config = app.config(files=[{"name": "db", "path": path}], env=[], refreshSeconds=3600)
     config.pop("envFile")
     init = run_agent("--once", config=config)

@@ -18,7 +18,7 @@ from sidecar.errors import StoreUnavailable
 from sidecar.logs import Log
 from sidecar.stores import open_store
 from sidecar.stores.vault import VaultStore
-from tests.sidecar.agent_helpers import App, Postgres, enable_database
+from tests.sidecar.agent_helpers import App, Postgres, grant_database
 
 
 def store_for(app: App, **config: object) -> tuple[VaultStore, io.StringIO]:
@@ -132,13 +132,7 @@ def test_store_namespace(app: App, issuer: Issuer) -> None:
 
 
 def test_a_real_lease_is_renewed(app: App, postgres: Postgres) -> None:
-    path = enable_database(app.store, postgres, role=f"db-{app.name}", ttl="30s", max_ttl="1m")
-    app.store.write_policy(f"{app.name}-db", f'path "{path}" {{ capabilities = ["read"] }}')
-    app.store.api(
-        "POST",
-        f"auth/jwt/role/{app.role}",
-        {"role_type": "jwt", "token_policies": [app.name, f"{app.name}-db"]},
-    )
+    path = grant_database(app, postgres, ttl="30s", max_ttl="1m")
     store, _ = store_for(app)
     secret = store.read(path)
     lease = secret.lease
