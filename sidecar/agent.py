@@ -15,7 +15,6 @@ memory: its files stay as written until the lease ends and the path is read agai
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -158,8 +157,7 @@ class Agent:
         """Touch a state file the probes look at (``ready``, ``alive``)."""
         path = _directory(self.state_dir) / name
         try:
-            path.touch()
-            os.utime(path)
+            path.touch()  # creates it, or sets its mtime to now
         except OSError as exc:
             raise WriteError(f"cannot touch state file {path}: {exc.strerror}") from exc
 
