@@ -24,7 +24,7 @@ from sidecar.errors import WriteError
 from sidecar.logs import Log
 from sidecar.render import env_file, env_value, render_file
 from sidecar.state import StateDir
-from sidecar.stores.base import Secret, Store
+from sidecar.stores.base import MAX_READERS, Secret, Store
 from sidecar.writer import write_atomic
 
 READY_FILE = "ready"
@@ -36,11 +36,10 @@ PATHS_PER_WORKER = 4
 class Agent:
     """Holds the last good secrets and turns them into files."""
 
-    def __init__(self, config: AgentConfig, store: Store, *, log: Log, workers: int = 8) -> None:
+    def __init__(self, config: AgentConfig, store: Store, *, log: Log) -> None:
         self.config = config
         self.store = store
         self.log = log
-        self.workers = workers
         self.secrets: dict[str, Secret] = {}
         self.secrets_dir = Path(config.secrets_dir)
         self.state_dir = Path(config.state_dir)
@@ -115,10 +114,10 @@ class Agent:
     def fetch(self, paths: tuple[str, ...]) -> dict[str, Secret]:
         """Read every path, concurrently when there are several; the first error wins.
 
-        A thread per :data:`PATHS_PER_WORKER` paths, up to ``workers``: each new
+        A thread per :data:`PATHS_PER_WORKER` paths, up to :data:`MAX_READERS`: each new
         connection costs a TLS handshake, which a few reads do not pay back.
         """
-        workers = min(self.workers, len(paths) // PATHS_PER_WORKER)
+        workers = min(MAX_READERS, len(paths) // PATHS_PER_WORKER)
         if workers <= 1:
             return {path: self.store.read(path) for path in paths}
         from concurrent.futures import ThreadPoolExecutor

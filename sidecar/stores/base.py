@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+# Paths read at once: the agent's reader threads, and so each store's connection pool.
+MAX_READERS = 8
+
 
 @dataclass(frozen=True)
 class Lease:

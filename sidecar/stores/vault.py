@@ -28,7 +28,7 @@ from sidecar.errors import (
 )
 from sidecar.logs import Log
 from sidecar.state import SavedToken, StateDir
-from sidecar.stores.base import Lease, Secret
+from sidecar.stores.base import MAX_READERS, Lease, Secret
 from sidecar.stores.vault_wire import Json, Where, parse_secret, ssl_context, translate
 
 RENEW_AT = 2 / 3  # of a TTL: renew then, leaving a third for retries
@@ -46,7 +46,6 @@ class VaultStore:
         token_file: TokenFile,
         log: Log,
         timeout: float = 10.0,
-        workers: int = 8,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         state: StateDir | None = None,
@@ -68,7 +67,7 @@ class VaultStore:
             headers=headers,
             verify=ssl_context(config.ca_bundle),
             timeout=timeout,
-            limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
+            limits=httpx.Limits(max_connections=MAX_READERS, max_keepalive_connections=MAX_READERS),
             transport=transport,
             trust_env=False,
         )
