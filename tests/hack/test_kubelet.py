@@ -23,6 +23,7 @@ from hack.kubelet import Pod, PodFailed, issuer_minter
 from hack.kubelet_proc import Mount, PathMap, expand
 from hack.localstore import Issuer
 from tests.e2e.images import static_image
+from tests.polling import wait_for
 
 MODES = [pytest.param("namespace", id="namespace"), pytest.param("rewrite", id="rewrite")]
 SECRETS = "/latchkey/secrets"
@@ -67,15 +68,6 @@ def play(pod: dict[str, Any], root: Path, issuer: Issuer, mode: str, **kw: Any) 
     return Pod(pod, root=root, minter=issuer_minter(issuer), namespace="demo", mode=mode, **kw)
 
 
-def wait_for(predicate: Any, timeout: float = 10) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_init_output_reaches_app_through_shared_volume(
     root: Path, issuer: Issuer, mode: str
@@ -89,7 +81,7 @@ def test_init_output_reaches_app_through_shared_volume(
     with play(pod, root, issuer, mode) as played:
         played.start()
         played.wait_ready(20)
-        wait_for(lambda: played.logs("app").count("\n") >= 2)
+        wait_for(lambda: played.logs("app").count("\n") >= 2, timeout=10)
         lines = played.logs("app").splitlines()
     assert lines[0] == "from-init"
     shown = json.loads(lines[1])["secretsDir"]
@@ -125,7 +117,7 @@ def test_native_sidecar_holds_the_app_until_its_startup_probe_passes(
     with play(make_pod(init=[sidecar], apps=[app]), root, issuer, mode) as played:
         played.start()
         played.wait_ready(20)
-        wait_for(lambda: "gated" in played.logs("app"))
+        wait_for(lambda: "gated" in played.logs("app"), timeout=10)
         assert played.state("agent") == "running"
         pids = [c.process.pid for c in played.containers.values() if c.process]
     for pid in pids:
@@ -177,7 +169,7 @@ def test_read_only_mount_is_read_only(root: Path, issuer: Issuer) -> None:
     with play(make_pod(init=[], apps=[app]), root, issuer, "namespace") as played:
         played.start()
         played.wait_ready(20)
-        wait_for(lambda: "Read-only file system" in played.logs("app"))
+        wait_for(lambda: "Read-only file system" in played.logs("app"), timeout=10)
     assert not (root / "volumes" / "secrets" / "x").exists()
 
 
@@ -189,7 +181,7 @@ def test_containers_run_as_their_uid(root: Path, issuer: Issuer, mode: str) -> N
     with play(make_pod(init=[], apps=[app]), root, issuer, mode) as played:
         played.start()
         played.wait_ready(20)
-        wait_for(lambda: (root / "volumes" / "secrets" / "mine").exists())
+        wait_for(lambda: (root / "volumes" / "secrets" / "mine").exists(), timeout=10)
         by_exec = played.exec("app", ["id", "-u"]).stdout.strip()
         owner = (root / "volumes" / "secrets" / "mine").stat()
     assert played.logs("app").splitlines()[:2] == ["1234", "2345"]

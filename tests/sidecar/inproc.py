@@ -1,13 +1,11 @@
 """The agent in the test's own process: a real store with its reads counted, the
-agent's JSON log captured, and a poll helper. Used where a test needs short
+agent's JSON log captured. Used where a test needs short
 timeouts or to look inside; the CLI tests run the real ``latchkey-sidecar``."""
 
 from __future__ import annotations
 
 import io
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 from sidecar.agent import Agent
@@ -61,12 +59,3 @@ def records(stream: io.StringIO) -> list[dict[str, Any]]:
 
 def messages(stream: io.StringIO) -> list[str]:
     return [record["msg"] for record in records(stream)]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")

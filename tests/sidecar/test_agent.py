@@ -14,8 +14,9 @@ import pytest
 
 from hack.localstore import Issuer, OpenBao
 from sidecar.agent import Agent
+from tests.polling import wait_for
 from tests.sidecar.agent_helpers import App, Postgres, grant_database
-from tests.sidecar.inproc import make_agent, messages, wait_for
+from tests.sidecar.inproc import make_agent, messages
 
 
 def test_start_reads_each_path_once_and_writes_everything(app: App) -> None:

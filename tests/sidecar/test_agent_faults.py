@@ -17,9 +17,10 @@ import pytest
 
 from hack.localstore import OpenBao
 from sidecar.agent import Agent
+from tests.polling import wait_for
 from tests.sidecar.agent_helpers import App, error_line, run_agent
 from tests.sidecar.fault_proxy import DROP, HANG, Fault, FaultProxy, silent_server
-from tests.sidecar.inproc import make_agent, records, wait_for
+from tests.sidecar.inproc import make_agent, records
 
 RETRYING = "keeping the last good files; will retry"
 

@@ -24,8 +24,9 @@ from sidecar.config import AgentConfig
 from sidecar.logs import Log
 from sidecar.stores.aws import credentials_life
 from sidecar.stores.vault import VaultStore
+from tests.polling import wait_for
 from tests.sidecar.agent_helpers import App, agent_argv, agent_env, error_line, run_agent
-from tests.sidecar.inproc import make_agent, messages, records, wait_for
+from tests.sidecar.inproc import make_agent, messages, records
 from tests.sidecar.test_agent_faults import snapshot, temps
 from tests.sidecar.test_faults import LOGIN, make_store
 

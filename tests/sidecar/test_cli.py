@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from hack.localstore import free_port
+from tests.polling import wait_for
 from tests.sidecar.agent_helpers import App, agent_argv, agent_env, error_line, run_agent
 
 
@@ -143,15 +144,6 @@ def test_store_down_at_start_fails_within_the_deadline(app: App) -> None:
     assert all(r["backoff"] >= 0 and r["attempt"] >= 1 for r in retries)
 
 
-def _wait_for(predicate: Any, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def probe(kind: str, config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         agent_argv("probe", kind),
@@ -174,12 +166,12 @@ def test_long_running_probes_and_sigterm_revokes_the_token(app: App) -> None:
         text=True,
     )
     try:
-        _wait_for(lambda: probe("startup", config).returncode == 0)
+        wait_for(lambda: probe("startup", config).returncode == 0, timeout=15)
         assert_written(app)
         assert probe("liveness", config).returncode == 0
         assert len(app.token_accessors()) == 1
         app.put_db("user-rotated", f"pw-{os.urandom(8).hex()}")
-        _wait_for(lambda: app.values["password"] in app.file("password").read_text())
+        wait_for(lambda: app.values["password"] in app.file("password").read_text(), timeout=15)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
     finally:

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hack.localstore import free_port
+from tests.polling import wait_for
 from tests.sidecar.agent_helpers import (
     App,
     Postgres,
@@ -25,7 +26,6 @@ from tests.sidecar.agent_helpers import (
     grant_database,
     run_agent,
 )
-from tests.sidecar.inproc import wait_for
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -21,6 +21,7 @@ import pytest
 from sidecar.config import SIGNAL_MARKER_ENV, HttpAction, SignalAction
 from sidecar.logs import Log
 from sidecar.onchange import main_process, run_actions
+from tests.polling import wait_for
 
 
 def quiet() -> Log:
@@ -47,15 +48,6 @@ if child:
 """
 
 
-def wait_for(path: Path, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     """A running app process (and its child) marked as a container with a unique name."""
@@ -65,8 +57,8 @@ def app(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     process = subprocess.Popen(
         [sys.executable, "-c", APP, str(marker), str(ready), "spawn", APP], env=env
     )
-    assert wait_for(ready)
-    assert wait_for(Path(f"{ready}.child"))
+    wait_for(lambda: ready.exists(), timeout=10)
+    wait_for(lambda: Path(f"{ready}.child").exists(), timeout=10)
     yield container, process, marker
     Path(f"{marker}.stop").write_text("stop")
     process.wait(timeout=10)
@@ -78,7 +70,7 @@ def test_signal_reaches_the_main_process_not_its_child(
     container, process, marker = app
     assert main_process(container) == process.pid
     assert run_actions([SignalAction(signal="SIGHUP", container=container)], log=quiet()) == []
-    assert wait_for(marker)
+    wait_for(lambda: marker.exists(), timeout=10)
     time.sleep(0.1)
     assert not Path(f"{marker}.child").exists()
     assert process.poll() is None

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from hack.localstore import OpenBao, free_port
+from tests.polling import wait_for
 from tests.sidecar.agent_helpers import (
     App,
     Postgres,
@@ -27,7 +28,6 @@ from tests.sidecar.agent_helpers import (
     grant_database,
     run_agent,
 )
-from tests.sidecar.inproc import wait_for
 from tests.sidecar.test_cli import FAILURES, _wrong
 
 ADOPTED = "store token from the last run adopted"
