@@ -23,8 +23,10 @@ import pytest
 from hack.kubelet import Pod, issuer_minter
 from hack.local_webhook import Admission, LocalWebhook, vault_store
 from hack.localstore import Issuer, OpenBao
+from sidecar.config import DEFAULT_MOUNT_PATH
 
 AUDIENCE = "openbao"
+SECRETS = str(DEFAULT_MOUNT_PATH)  # where the app container sees its secret files
 INJECTED = ("latchkey-init", "latchkey-agent")
 
 
@@ -160,6 +162,13 @@ class Flow(Harness):
             audience=AUDIENCE, policies=[name], token_ttl="5m",
         )  # fmt: skip
         return name
+
+
+def read(played: Pod, name: str) -> str:
+    """A secret file as the app container sees it (through its read-only mount)."""
+    result = played.exec("app", ["cat", f"{SECRETS}/{name}"])
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 @pytest.fixture

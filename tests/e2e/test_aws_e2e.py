@@ -22,10 +22,9 @@ import pytest
 from hack.kubelet import Pod, PodFailed
 from hack.local_webhook import LocalWebhook
 from hack.localstore import Issuer
-from tests.e2e.conftest import Harness, app_pod
+from tests.e2e.conftest import Harness, app_pod, read
 from tests.motoserver import MotoServer
 
-SECRETS = "/latchkey/secrets"
 READ = ["secretsmanager:GetSecretValue", "ssm:GetParameter", "ssm:GetParametersByPath"]
 
 pytestmark = pytest.mark.e2e
@@ -74,12 +73,6 @@ def flow(aws: Aws, issuer: Issuer, pod_root: Path) -> Iterator[AwsFlow]:
     harness = AwsFlow(aws=aws, issuer=issuer, webhook=aws.webhook, root=pod_root)
     yield harness
     harness.close()
-
-
-def read(played: Pod, name: str) -> str:
-    result = played.exec("app", ["cat", f"{SECRETS}/{name}"])
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_aws_secrets_reach_the_app_and_a_rotation_follows(flow: AwsFlow) -> None:

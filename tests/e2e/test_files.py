@@ -10,20 +10,12 @@ import pytest
 import yaml
 
 from hack.kubelet import Pod
-from tests.e2e.conftest import Flow, app_pod
+from tests.e2e.conftest import SECRETS, Flow, app_pod, read
 from tests.e2e.images import static_image
 
-SECRETS = "/latchkey/secrets"
 APP_STARTED = "app started"
 
 pytestmark = pytest.mark.e2e
-
-
-def read(played: Pod, name: str) -> str:
-    """A secret file as the app container sees it (through its read-only mount)."""
-    result = played.exec("app", ["cat", f"{SECRETS}/{name}"])
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def sourced(played: Pod, name: str, variables: list[str]) -> list[str]:

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from hack.kubelet import Pod, PodFailed, issuer_minter
 from hack.kubelet_proc import Mount, PathMap, expand
 from hack.localstore import Issuer
+from tests.e2e.conftest import SECRETS
 from tests.e2e.images import static_image
 from tests.polling import wait_for
 
 MODES = [pytest.param("namespace", id="namespace"), pytest.param("rewrite", id="rewrite")]
-SECRETS = "/latchkey/secrets"
 STATE = "/var/run/latchkey.dev/state"
 TOKEN_DIR = "/var/run/secrets/latchkey.dev/serviceaccount"
 

@@ -11,15 +11,14 @@ reach the app, so a scan that finds nothing means something.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
-from hack.kubelet import Pod, PodFailed
+from hack.kubelet import PodFailed
 from hack.local_webhook import Admission
-from tests.e2e.conftest import Flow, app_pod
+from tests.e2e.conftest import Flow, app_pod, read
+from tests.polling import wait_for
 
-SECRETS = "/latchkey/secrets"
 K = "latchkey.dev/"
 
 pytestmark = pytest.mark.e2e
@@ -42,17 +41,6 @@ def every_feature(flow: Flow) -> dict[str, str]:
     }  # fmt: skip
 
 
-def read(played: Pod, name: str) -> str:
-    return played.exec("app", ["cat", f"{SECRETS}/{name}"]).stdout
-
-
-def wait_for(played: Pod, name: str, expected: str, budget: float = 10) -> None:
-    deadline = time.monotonic() + budget
-    while expected not in read(played, name):
-        assert time.monotonic() < deadline, f"{name} never held the rotated value"
-        time.sleep(0.1)
-
-
 def answers(admissions: list[Admission]) -> dict[str, str]:
     """What the API server would get back: patches, warnings and messages, as text."""
     return {
@@ -71,7 +59,7 @@ def test_no_value_in_any_output_of_a_full_run(flow: Flow) -> None:
     assert read(played, "password") == first  # the values did reach the app
     assert read(played, "dsn") == f"postgres://app:{first}@db/app"
     flow.put("db", {"password": second, "user": "app"})
-    wait_for(played, "dsn", second)
+    wait_for(lambda: second in read(played, "dsn"), timeout=10)  # the rotation
     assert f"app sees {len(first)} chars" in played.logs("app")  # the env var, through the wrapper
 
     agentless = {k: v for k, v in every_feature(flow).items() if "refresh" not in k}
