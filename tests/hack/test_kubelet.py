@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +26,6 @@ from tests.polling import wait_for
 MODES = [pytest.param("namespace", id="namespace"), pytest.param("rewrite", id="rewrite")]
 STATE = "/var/run/latchkey.dev/state"
 TOKEN_DIR = "/var/run/secrets/latchkey.dev/serviceaccount"
-
-
-@pytest.fixture
-def root() -> Iterator[Path]:
-    """A pod root other uids can traverse (pytest's tmp_path is 0700), as on a node."""
-    path = Path(tempfile.mkdtemp(prefix="kubelet-test-"))
-    path.chmod(0o711)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def sh(name: str, script: str, *mounts: tuple[str, str], **extra: Any) -> dict[str, Any]:
@@ -70,7 +58,7 @@ def play(pod: dict[str, Any], root: Path, issuer: Issuer, mode: str, **kw: Any) 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_init_output_reaches_app_through_shared_volume(
-    root: Path, issuer: Issuer, mode: str
+    pod_root: Path, issuer: Issuer, mode: str
 ) -> None:
     config = json.dumps({"secretsDir": SECRETS})
     pod = make_pod(
@@ -78,22 +66,22 @@ def test_init_output_reaches_app_through_shared_volume(
         apps=[sh("app", f'cat {SECRETS}/greeting; echo "$CFG"; sleep 30', ("secrets", SECRETS),
                  env=[{"name": "CFG", "value": config}])],
     )  # fmt: skip
-    with play(pod, root, issuer, mode) as played:
+    with play(pod, pod_root, issuer, mode) as played:
         played.start()
         played.wait_ready(20)
         wait_for(lambda: played.logs("app").count("\n") >= 2, timeout=10)
         lines = played.logs("app").splitlines()
     assert lines[0] == "from-init"
     shown = json.loads(lines[1])["secretsDir"]
-    expected = SECRETS if mode == "namespace" else str(root / "volumes" / "secrets")
+    expected = SECRETS if mode == "namespace" else str(pod_root / "volumes" / "secrets")
     assert shown == expected
     assert f"containers run in {mode} mode" in played.logs("kubelet")
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_token_is_minted_for_the_pod_and_rotated(root: Path, issuer: Issuer, mode: str) -> None:
+def test_token_is_minted_for_the_pod_and_rotated(pod_root: Path, issuer: Issuer, mode: str) -> None:
     pod = make_pod(init=[], apps=[sh("agent", "sleep 30", ("token", TOKEN_DIR))])
-    with play(pod, root, issuer, mode) as played:
+    with play(pod, pod_root, issuer, mode) as played:
         played.start()
         played.wait_ready(20)
         first = played.exec("agent", ["cat", f"{TOKEN_DIR}/token"]).stdout
@@ -108,13 +96,13 @@ def test_token_is_minted_for_the_pod_and_rotated(root: Path, issuer: Issuer, mod
 
 @pytest.mark.parametrize("mode", MODES)
 def test_native_sidecar_holds_the_app_until_its_startup_probe_passes(
-    root: Path, issuer: Issuer, mode: str
+    pod_root: Path, issuer: Issuer, mode: str
 ) -> None:
     probe = {"exec": {"command": ["test", "-f", f"{STATE}/ready"]}, "failureThreshold": 20}
     sidecar = sh("agent", f"sleep 0.6; touch {STATE}/ready; exec sleep 30", ("state", STATE),
                  restartPolicy="Always", startupProbe=probe)  # fmt: skip
     app = sh("app", f"test -f {STATE}/ready && echo gated; sleep 30", ("state", STATE))
-    with play(make_pod(init=[sidecar], apps=[app]), root, issuer, mode) as played:
+    with play(make_pod(init=[sidecar], apps=[app]), pod_root, issuer, mode) as played:
         played.start()
         played.wait_ready(20)
         wait_for(lambda: "gated" in played.logs("app"), timeout=10)
@@ -133,11 +121,13 @@ def test_native_sidecar_holds_the_app_until_its_startup_probe_passes(
     ],
 )
 def test_sidecar_that_never_starts_fails_the_pod(
-    root: Path, issuer: Issuer, sidecar: str, expected: str
+    pod_root: Path, issuer: Issuer, sidecar: str, expected: str
 ) -> None:
     probe = {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 2}
     agent = sh("agent", sidecar, restartPolicy="Always", startupProbe=probe)
-    with play(make_pod(init=[agent], apps=[sh("app", "sleep 30")]), root, issuer, "namespace") as p:
+    with play(
+        make_pod(init=[agent], apps=[sh("app", "sleep 30")]), pod_root, issuer, "namespace"
+    ) as p:
         p.start()
         with pytest.raises(PodFailed, match=expected):
             p.wait_ready(20)
@@ -146,11 +136,11 @@ def test_sidecar_that_never_starts_fails_the_pod(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_failing_init_stops_the_pod_with_its_last_lines(
-    root: Path, issuer: Issuer, mode: str
+    pod_root: Path, issuer: Issuer, mode: str
 ) -> None:
     script = "for i in $(seq 1 30); do echo line-$i; done; echo 'role denied' >&2; exit 3"
     pod = make_pod(init=[sh("latchkey-init", script)], apps=[sh("app", "echo started")])
-    with play(pod, root, issuer, mode) as played:
+    with play(pod, pod_root, issuer, mode) as played:
         played.start()
         with pytest.raises(PodFailed) as failed:
             played.wait_ready(20)
@@ -163,27 +153,27 @@ def test_failing_init_stops_the_pod_with_its_last_lines(
     assert played.logs("app") == ""
 
 
-def test_read_only_mount_is_read_only(root: Path, issuer: Issuer) -> None:
+def test_read_only_mount_is_read_only(pod_root: Path, issuer: Issuer) -> None:
     app = sh("app", f"touch {SECRETS}/x 2>&1; sleep 30")
     app["volumeMounts"] = [{"name": "secrets", "mountPath": SECRETS, "readOnly": True}]
-    with play(make_pod(init=[], apps=[app]), root, issuer, "namespace") as played:
+    with play(make_pod(init=[], apps=[app]), pod_root, issuer, "namespace") as played:
         played.start()
         played.wait_ready(20)
         wait_for(lambda: "Read-only file system" in played.logs("app"), timeout=10)
-    assert not (root / "volumes" / "secrets" / "x").exists()
+    assert not (pod_root / "volumes" / "secrets" / "x").exists()
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_containers_run_as_their_uid(root: Path, issuer: Issuer, mode: str) -> None:
+def test_containers_run_as_their_uid(pod_root: Path, issuer: Issuer, mode: str) -> None:
     user = {"runAsUser": 1234, "runAsGroup": 2345}
     app = sh("app", f"id -u; id -g; touch {SECRETS}/mine; sleep 30", ("secrets", SECRETS),
              securityContext=user)  # fmt: skip
-    with play(make_pod(init=[], apps=[app]), root, issuer, mode) as played:
+    with play(make_pod(init=[], apps=[app]), pod_root, issuer, mode) as played:
         played.start()
         played.wait_ready(20)
-        wait_for(lambda: (root / "volumes" / "secrets" / "mine").exists(), timeout=10)
+        wait_for(lambda: (pod_root / "volumes" / "secrets" / "mine").exists(), timeout=10)
         by_exec = played.exec("app", ["id", "-u"]).stdout.strip()
-        owner = (root / "volumes" / "secrets" / "mine").stat()
+        owner = (pod_root / "volumes" / "secrets" / "mine").stat()
     assert played.logs("app").splitlines()[:2] == ["1234", "2345"]
     assert by_exec == "1234"
     assert (owner.st_uid, owner.st_gid) == (1234, 2345)
@@ -200,24 +190,24 @@ def test_unreachable_root_falls_back_to_root_with_a_notice(tmp_path: Path, issue
     assert "not reachable by other users" in played.logs("kubelet")
 
 
-def test_app_image_without_shell(root: Path, tmp_path: Path, issuer: Issuer) -> None:
+def test_app_image_without_shell(pod_root: Path, tmp_path: Path, issuer: Issuer) -> None:
     image = static_image(tmp_path)
     app = {"name": "app", "image": "distroless", "command": ["/app", "GREETING"],
            "env": [{"name": "GREETING", "value": "hello"}],
            "volumeMounts": [{"name": "state", "mountPath": STATE}]}  # fmt: skip
     pod = make_pod(init=[], apps=[app])
-    with play(pod, root, issuer, "namespace", images={"distroless": image}) as played:
+    with play(pod, pod_root, issuer, "namespace", images={"distroless": image}) as played:
         played.start()
         played.wait_ready(20)
         assert played.wait_exit("app") == 0
     assert played.logs("app").splitlines() == ["shell: absent", "GREETING=hello"]
 
 
-def test_mount_points_are_never_made_on_the_host(root: Path, issuer: Issuer) -> None:
+def test_mount_points_are_never_made_on_the_host(pod_root: Path, issuer: Issuer) -> None:
     pod = make_pod(init=[], apps=[sh("app", f"ls -d {STATE} {TOKEN_DIR} /latchkey/x",
                                      ("state", STATE), ("token", TOKEN_DIR),
                                      ("secrets", "/latchkey/x"))])  # fmt: skip
-    with play(pod, root, issuer, "namespace") as played:
+    with play(pod, pod_root, issuer, "namespace") as played:
         played.start()
         played.wait_ready(20)
         assert played.wait_exit("app") == 0
@@ -226,9 +216,9 @@ def test_mount_points_are_never_made_on_the_host(root: Path, issuer: Issuer) -> 
     assert not Path("/run/secrets/latchkey.dev").exists()
 
 
-def test_container_without_command_is_refused(root: Path, issuer: Issuer) -> None:
+def test_container_without_command_is_refused(pod_root: Path, issuer: Issuer) -> None:
     app = {"name": "app", "image": "nginx"}
-    with play(make_pod(init=[], apps=[app]), root, issuer, "rewrite") as played:
+    with play(make_pod(init=[], apps=[app]), pod_root, issuer, "rewrite") as played:
         played.start()
         with pytest.raises(PodFailed, match="container app has no command"):
             played.wait_ready(20)
