@@ -5,7 +5,6 @@ and the API server's view (the caBundle and the Service's DNS name) verifies the
 from __future__ import annotations
 
 import base64
-import socket
 import ssl
 import subprocess
 import time
@@ -16,15 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from hack.localstore import free_port
+from hack.procs import terminate
 from tests.deploy.tools import VENV_BIN, by_kind
 
 SERVICE_DNS = "latchkey-webhook.latchkey.svc"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _mount(docs: list[dict[str, Any]], root: Path) -> dict[str, str]:
@@ -59,7 +54,7 @@ def _remap(arg: str, mounts: dict[str, str]) -> str:
 def webhook(rendered: dict[str, list[dict[str, Any]]], tmp_path: Path) -> Iterator[int]:
     docs = rendered["plain"]
     mounts = _mount(docs, tmp_path)
-    port = _free_port()
+    port = free_port()
     container = by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     args = [
         f"--port={port}" if arg.startswith("--port=") else _remap(arg, mounts)
@@ -73,8 +68,7 @@ def webhook(rendered: dict[str, list[dict[str, Any]]], tmp_path: Path) -> Iterat
     try:
         yield port
     finally:
-        process.terminate()
-        process.wait(10)
+        terminate(process)
 
 
 def _api_server_client(docs: list[dict[str, Any]]) -> httpx.Client:

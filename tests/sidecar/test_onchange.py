@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from typing import ClassVar
 
 import pytest
 
+from hack.localstore import free_port
 from sidecar.config import SIGNAL_MARKER_ENV, HttpAction, SignalAction
 from sidecar.logs import Log
 from sidecar.onchange import main_process, run_actions
@@ -160,13 +160,6 @@ def server() -> Iterator[tuple[int, list[tuple[str, str, bytes]]]]:
     httpd.server_close()
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def test_http_post_is_sent(server: tuple[int, list[tuple[str, str, bytes]]]) -> None:
     port, seen = server
     assert (
@@ -193,7 +186,7 @@ def test_http_problems_name_the_url(
 
 
 def test_http_closed_port_is_one_json_warning() -> None:
-    url = f"http://localhost:{closed_port()}/reload"
+    url = f"http://localhost:{free_port()}/reload"  # nothing listens there
     stream = io.StringIO()
     problems = run_actions([HttpAction(url=url)], log=Log(stream))
     assert len(problems) == 1

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from hack.certs import KeyPair, issue, make_ca, write_pair
 from hack.localstore import free_port
+from hack.procs import terminate
 from sidecar.config import AwsStore, VaultStore
 from tests.webhook.test_app import admission_review
 from webhook.__main__ import ENV, ServeSettings, main, serve_settings
@@ -107,16 +108,11 @@ def start_server(tmp: Path) -> Server:
     return server
 
 
-def stop(server: Server) -> None:
-    server.process.terminate()
-    server.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("webhook"))
     yield running
-    stop(running)
+    terminate(running.process)
 
 
 def trusting(*cas: KeyPair) -> ssl.SSLContext:
@@ -203,7 +199,7 @@ def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path) -> No
         with httpx.Client(verify=trusting(new_ca), base_url=server.url()) as client:
             assert client.post("/mutate", json=admission_review()).json()["response"]["allowed"]
     finally:
-        stop(server)
+        terminate(server.process)
     assert "serving certificate reloaded" in server.log()
 
 
