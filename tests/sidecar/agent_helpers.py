@@ -1,4 +1,5 @@
-"""Shared set-up for the agent's tests: a seeded app on a real OpenBao, configs, the CLI.
+"""Shared set-up for the agent's tests: a seeded app on a real OpenBao, configs, the CLI,
+the ways a config can be wrong, file snapshots, a mocked Vault store, a PostgreSQL.
 
 Every app gets its own role, policy and paths (a random prefix), so tests can
 share the session's OpenBao without seeing each other's secrets. Secret values
@@ -7,6 +8,7 @@ are random and distinctive, so "no value in any output" can be checked by search
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -14,11 +16,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from hack.localstore import Issuer, OpenBao, free_port
+from sidecar.auth import TokenFile
+from sidecar.config import VaultAuth
+from sidecar.config import VaultStore as VaultConfig
+from sidecar.logs import Log
+from sidecar.stores.vault import VaultStore
 
 AUDIENCE = "openbao"
 NAMESPACE = "team"
@@ -172,6 +183,78 @@ def error_line(stderr: str) -> dict[str, Any]:
     errors = [line for line in lines if line["level"] == "error"]
     assert len(errors) == 1, stderr
     return dict(errors[0])
+
+
+def wrong_config(app: App, change: str) -> dict[str, Any]:
+    """The app's config with one thing wrong (a key of ``FAILURES``), for the exits tests."""
+    config = app.config()
+    if change == "role":
+        config["role"] = "no-such-role"
+    elif change == "audience":
+        app.write_token(audience="someone-else")
+    elif change == "expired":
+        app.write_token(now=time.time() - 3600)
+    elif change == "missing-path":
+        config["files"] = [{"name": "x", "path": f"secret/data/{app.name}/missing"}]
+    elif change == "forbidden":
+        config["files"] = [{"name": "x", "path": app.forbidden_path}]
+    elif change == "no-token-file":
+        config["tokenPath"] = str(app.workdir / "nowhere" / "token")
+    elif change == "missing-key":
+        config["files"] = [{"name": "x", "path": app.db_path, "key": "nope"}]
+    elif change == "bad-config":
+        config["files"] = [{"name": "Bad Name!", "path": app.db_path}]
+    return config
+
+
+# name: (what is wrong, exit code, error kind, words the one error line must hold)
+FAILURES = {
+    "wrong-role": (
+        "role",
+        5,
+        "LoginDenied",
+        ['role "no-such-role"', 'mount "jwt"', "not be found"],
+    ),
+    "wrong-audience": ("audience", 5, "LoginDenied", ["invalid audience (aud) claim"]),
+    "expired-token": ("expired", 5, "LoginDenied", ["token is expired"]),
+    "missing-path": ("missing-path", 7, "SecretNotFound", ["/missing", "nothing at"]),
+    "forbidden-path": ("forbidden", 6, "PermissionDenied", ["forbidden-", "may not read"]),
+    "no-token-file": ("no-token-file", 3, "TokenError", ["nowhere/token", "does not exist"]),
+    "missing-key": ("missing-key", 8, "RenderError", ["nope"]),
+    "bad-config": ("bad-config", 2, "ConfigError", ["LATCHKEY_CONFIG", "files.0.name"]),
+}
+
+
+def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file's bytes and inode: a kept file is the very same file."""
+    return {p.name: (p.read_bytes(), p.stat().st_ino) for p in sorted(directory.iterdir())}
+
+
+def temps(*directories: Path) -> list[str]:
+    """Temp files a write left behind; there should be none, whatever failed."""
+    return [p.name for d in directories if d.exists() for p in d.iterdir() if ".tmp-" in p.name]
+
+
+# A Vault store on httpx.MockTransport, for faults a real OpenBao cannot be made to show.
+ADDRESS = "https://vault.test:8200"
+LOGIN = {"auth": {"client_token": "s.store-token", "lease_duration": 3600, "renewable": True}}
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def make_store(tmp_path: Path, handler: Handler, *, namespace: str = "") -> VaultStore:
+    """A Vault store whose every request ``handler`` answers (no network, no OpenBao)."""
+    token = tmp_path / "token"
+    token.write_text("header.payload.signature")
+    config = VaultConfig(
+        address=ADDRESS, namespace=namespace, auth=VaultAuth(method="jwt", audience="vault")
+    )
+    return VaultStore(
+        config,
+        role="app",
+        token_file=TokenFile(token),
+        log=Log(io.StringIO()),
+        transport=httpx.MockTransport(handler),
+    )
 
 
 def _postgres_bin() -> Path:

@@ -18,7 +18,7 @@ import pytest
 from hack.localstore import OpenBao
 from sidecar.agent import Agent
 from tests.polling import wait_for
-from tests.sidecar.agent_helpers import App, error_line, run_agent
+from tests.sidecar.agent_helpers import App, error_line, run_agent, snapshot, temps
 from tests.sidecar.fault_proxy import DROP, HANG, Fault, FaultProxy, silent_server
 from tests.sidecar.inproc import make_agent, records
 
@@ -36,15 +36,6 @@ def via(app: App, address: str, **overrides: Any) -> dict[str, Any]:
     config = app.config(**overrides)
     config["store"]["address"] = address
     return config
-
-
-def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file's bytes and inode: a kept file is the very same file."""
-    return {p.name: (p.read_bytes(), p.stat().st_ino) for p in sorted(directory.iterdir())}
-
-
-def temps(*directories: Path) -> list[str]:
-    return [p.name for d in directories if d.exists() for p in d.iterdir() if ".tmp-" in p.name]
 
 
 def failures(stream: io.StringIO) -> list[dict[str, Any]]:

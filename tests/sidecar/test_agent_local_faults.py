@@ -25,10 +25,18 @@ from sidecar.logs import Log
 from sidecar.stores.aws import credentials_life
 from sidecar.stores.vault import VaultStore
 from tests.polling import wait_for
-from tests.sidecar.agent_helpers import App, agent_argv, agent_env, error_line, run_agent
+from tests.sidecar.agent_helpers import (
+    LOGIN,
+    App,
+    agent_argv,
+    agent_env,
+    error_line,
+    make_store,
+    run_agent,
+    snapshot,
+    temps,
+)
 from tests.sidecar.inproc import make_agent, messages, records
-from tests.sidecar.test_agent_faults import snapshot, temps
-from tests.sidecar.test_faults import LOGIN, make_store
 
 TEN_YEARS = 10 * 365 * 86400.0
 

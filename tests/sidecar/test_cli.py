@@ -16,7 +16,15 @@ import yaml
 
 from hack.localstore import free_port
 from tests.polling import wait_for
-from tests.sidecar.agent_helpers import App, agent_argv, agent_env, error_line, run_agent
+from tests.sidecar.agent_helpers import (
+    FAILURES,
+    App,
+    agent_argv,
+    agent_env,
+    error_line,
+    run_agent,
+    wrong_config,
+)
 
 
 def assert_written(app: App) -> None:
@@ -69,50 +77,12 @@ def test_once_from_flags_alone(app: App) -> None:
     app.assert_no_value(done.stdout, done.stderr)
 
 
-def _wrong(app: App, change: str) -> dict[str, Any]:
-    config = app.config()
-    if change == "role":
-        config["role"] = "no-such-role"
-    elif change == "audience":
-        app.write_token(audience="someone-else")
-    elif change == "expired":
-        app.write_token(now=time.time() - 3600)
-    elif change == "missing-path":
-        config["files"] = [{"name": "x", "path": f"secret/data/{app.name}/missing"}]
-    elif change == "forbidden":
-        config["files"] = [{"name": "x", "path": app.forbidden_path}]
-    elif change == "no-token-file":
-        config["tokenPath"] = str(app.workdir / "nowhere" / "token")
-    elif change == "missing-key":
-        config["files"] = [{"name": "x", "path": app.db_path, "key": "nope"}]
-    elif change == "bad-config":
-        config["files"] = [{"name": "Bad Name!", "path": app.db_path}]
-    return config
-
-
-FAILURES = {
-    "wrong-role": (
-        "role",
-        5,
-        "LoginDenied",
-        ['role "no-such-role"', 'mount "jwt"', "not be found"],
-    ),
-    "wrong-audience": ("audience", 5, "LoginDenied", ["invalid audience (aud) claim"]),
-    "expired-token": ("expired", 5, "LoginDenied", ["token is expired"]),
-    "missing-path": ("missing-path", 7, "SecretNotFound", ["/missing", "nothing at"]),
-    "forbidden-path": ("forbidden", 6, "PermissionDenied", ["forbidden-", "may not read"]),
-    "no-token-file": ("no-token-file", 3, "TokenError", ["nowhere/token", "does not exist"]),
-    "missing-key": ("missing-key", 8, "RenderError", ["nope"]),
-    "bad-config": ("bad-config", 2, "ConfigError", ["LATCHKEY_CONFIG", "files.0.name"]),
-}
-
-
 @pytest.mark.parametrize(
     ("change", "code", "kind", "needles"),
     [pytest.param(*case, id=name) for name, case in FAILURES.items()],
 )
 def test_once_failures(app: App, change: str, code: int, kind: str, needles: list[str]) -> None:
-    done = run_agent("--once", config=_wrong(app, change))
+    done = run_agent("--once", config=wrong_config(app, change))
     assert done.returncode == code, done.stderr
     line = error_line(done.stderr)
     assert line["error"] == kind

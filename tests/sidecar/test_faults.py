@@ -13,9 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.auth import TokenFile
-from sidecar.config import VaultAuth
-from sidecar.config import VaultStore as VaultConfig
 from sidecar.errors import (
     AgentError,
     LoginDenied,
@@ -27,28 +24,10 @@ from sidecar.errors import (
 )
 from sidecar.logs import Log
 from sidecar.retry import Backoff, retry_until
-from sidecar.stores.vault import VaultStore
 from sidecar.stores.vault_wire import parse_secret
+from tests.sidecar.agent_helpers import ADDRESS, LOGIN, Handler, make_store
 
-ADDRESS = "https://vault.test:8200"
-LOGIN = {"auth": {"client_token": "s.store-token", "lease_duration": 3600, "renewable": True}}
 KV2 = {"data": {"data": {"user": "u"}, "metadata": {"version": 3}}}
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def make_store(tmp_path: Path, handler: Handler, *, namespace: str = "") -> VaultStore:
-    token = tmp_path / "token"
-    token.write_text("header.payload.signature")
-    config = VaultConfig(
-        address=ADDRESS, namespace=namespace, auth=VaultAuth(method="jwt", audience="vault")
-    )
-    return VaultStore(
-        config,
-        role="app",
-        token_file=TokenFile(token),
-        log=Log(io.StringIO()),
-        transport=httpx.MockTransport(handler),
-    )
 
 
 def answer(status: int, body: object = None, **headers: str) -> httpx.Response:

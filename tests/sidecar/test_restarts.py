@@ -20,6 +20,7 @@ import pytest
 from hack.localstore import OpenBao, free_port
 from tests.polling import wait_for
 from tests.sidecar.agent_helpers import (
+    FAILURES,
     App,
     Postgres,
     agent_argv,
@@ -27,8 +28,8 @@ from tests.sidecar.agent_helpers import (
     error_line,
     grant_database,
     run_agent,
+    wrong_config,
 )
-from tests.sidecar.test_cli import FAILURES, _wrong
 
 ADOPTED = "store token from the last run adopted"
 
@@ -175,7 +176,7 @@ def test_long_running_fails_fast_before_its_first_write(
     app: App, change: str, code: int, kind: str, needles: list[str]
 ) -> None:
     started = time.monotonic()
-    done = run_agent(config=_wrong(app, change), timeout=30)
+    done = run_agent(config=wrong_config(app, change), timeout=30)
     assert done.returncode == code, done.stderr
     assert time.monotonic() - started < 10
     line = error_line(done.stderr)
