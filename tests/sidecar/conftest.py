@@ -12,7 +12,8 @@ import pytest
 from hack.localstore import Issuer, OpenBao
 from sidecar.agent import Agent
 from sidecar.loop import Loop
-from tests.sidecar.agent_helpers import App, Postgres
+from tests.sidecar.agent_helpers import App
+from tests.sidecar.database import Postgres
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ import pytest
 from hack.localstore import Issuer, OpenBao
 from sidecar.agent import Agent
 from tests.polling import wait_for
-from tests.sidecar.agent_helpers import App, Postgres, grant_database
+from tests.sidecar.agent_helpers import App
+from tests.sidecar.database import Postgres, grant_database
 from tests.sidecar.inproc import make_agent, messages
 
 

@@ -17,15 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hack.localstore import free_port
 from tests.polling import wait_for
-from tests.sidecar.agent_helpers import (
-    App,
-    Postgres,
-    agent_argv,
-    agent_env,
-    error_line,
-    grant_database,
-    run_agent,
-)
+from tests.sidecar.agent_helpers import App, agent_argv, agent_env, error_line, run_agent
+from tests.sidecar.database import Postgres, grant_database
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -22,14 +22,13 @@ from tests.polling import wait_for
 from tests.sidecar.agent_helpers import (
     FAILURES,
     App,
-    Postgres,
     agent_argv,
     agent_env,
     error_line,
-    grant_database,
     run_agent,
     wrong_config,
 )
+from tests.sidecar.database import Postgres, grant_database
 
 ADOPTED = "store token from the last run adopted"
 

@@ -18,7 +18,8 @@ from sidecar.errors import StoreUnavailable
 from sidecar.logs import Log
 from sidecar.stores import open_store
 from sidecar.stores.vault import VaultStore
-from tests.sidecar.agent_helpers import App, Postgres, grant_database
+from tests.sidecar.agent_helpers import App
+from tests.sidecar.database import Postgres, grant_database
 
 
 def store_for(app: App, **config: object) -> tuple[VaultStore, io.StringIO]:
