@@ -1,16 +1,16 @@
 # `make demo` and `make test` work on a fresh machine: they create (or reuse)
-# .venv, install the project with everything its tests need, and build the
-# static env wrapper.
+# .venv and install the project with everything its tests need; the package
+# build itself compiles the static env wrapper (setup.py), so it needs a C
+# compiler with a static libc, installed here when missing.
 SHELL := /bin/bash
 # Debian's python3 is reachable by any uid, so the kubelet player can run the
 # agent as the app's non-root user; fall back to whatever python3 there is.
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-WRAPPER := sidecar/bin/latchkey-env
 STAMP := $(VENV)/.installed
 
-.PHONY: all install system-deps wrapper test lint demo bench clean
+.PHONY: all install system-deps toolchain test lint demo bench clean
 
 all: test
 
@@ -18,23 +18,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml setup.py sidecar/envexec.c | $(BIN)/python toolchain
 	$(BIN)/python -m pip install --quiet -e '.[test,aws]'
 	touch $@
 
-$(WRAPPER): sidecar/envexec.c
+toolchain:
 	@command -v cc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc libc6-dev)
-	mkdir -p $(dir $@)
-	cc -static -Os -s -Wall -Wextra -Werror -o $@ $<
 
 # PostgreSQL gives the leased-secret tests a real dynamic-secret engine to renew.
 POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres))
 system-deps:
 	@test -n "$(POSTGRES)" || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
-install: $(STAMP) $(WRAPPER)
-
-wrapper: $(WRAPPER)
+install: $(STAMP)
 
 lint: install system-deps
 	$(BIN)/ruff check .
@@ -54,4 +50,4 @@ bench: install
 	$(BIN)/python hack/bench/agent.py
 
 clean:
-	rm -rf $(VENV) $(WRAPPER) .pytest_cache .mypy_cache .hypothesis *.egg-info
+	rm -rf $(VENV) sidecar/bin build .pytest_cache .mypy_cache .hypothesis *.egg-info

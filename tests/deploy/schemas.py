@@ -1,5 +1,5 @@
 """Validating rendered documents: Kubernetes kinds with kubernetes-validate, cert-manager
-kinds against cert-manager's own CRD schemas (from ``shared/schemas/cert-manager``).
+kinds against cert-manager's own CRD schemas (vendored in ``tests/deploy/crds/cert-manager``).
 
 CRD schemas allow unknown fields (the API server prunes them silently), so they are
 made strict here the way ``kubectl apply --validate=strict`` would be: an object with
@@ -34,7 +34,7 @@ def _strict(schema: Any) -> Any:
 
 @functools.cache
 def cert_manager_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> strict JSON schema, from every CRD file in the shared folder."""
+    """(apiVersion, kind) -> strict JSON schema, from every vendored CRD file."""
     schemas: dict[tuple[str, str], dict[str, Any]] = {}
     files = sorted(CERT_MANAGER_SCHEMAS.glob("*.yaml"))
     assert files, f"no cert-manager CRDs in {CERT_MANAGER_SCHEMAS.resolve()}"

@@ -17,8 +17,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
-SHARED = REPO / ".." / "shared"
-CERT_MANAGER_SCHEMAS = SHARED / "schemas" / "cert-manager"
+# Vendored with their source recorded beside them: a clone validates on its own.
+CERT_MANAGER_SCHEMAS = Path(__file__).resolve().parent / "crds" / "cert-manager"
 VENV_BIN = Path(sys.executable).parent
 
 
