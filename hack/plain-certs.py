@@ -1,9 +1,11 @@
 """TLS for the plain (no cert-manager) install: a CA, a serving certificate, the caBundle.
 
-Writes into the plain overlay (``manifests/overlays/plain`` unless ``--overlay``):
-``tls.crt`` and ``tls.key`` (the Secret the webhook serves with), ``ca.crt`` (the
-bundle the API server trusts) and ``ca-bundle-patch.yaml`` (puts that bundle into
-the MutatingWebhookConfiguration). All of them are gitignored.
+Writes into the plain overlay's ``generated-by-hack-plain-certs.py/`` folder (overlay
+``manifests/overlays/plain`` unless ``--overlay``): ``tls.crt`` and ``tls.key`` (the
+Secret the webhook serves with), ``ca.crt`` (the bundle the API server trusts) and
+``ca-bundle-patch.yaml`` (puts that bundle into the MutatingWebhookConfiguration). All of them are gitignored. On a fresh checkout
+the folder is missing, so ``kubectl kustomize`` on the overlay fails with a path that
+names this script.
 
 Run it again to renew, then ``kubectl apply -k`` again. The new bundle keeps the
 previous CA as well, so replicas still serving the old certificate stay trusted
@@ -28,6 +30,9 @@ from cryptography import x509
 OVERLAY = Path(__file__).resolve().parents[1] / "manifests" / "overlays" / "plain"
 SERVICE = "latchkey-webhook"
 PEM_END = b"-----END CERTIFICATE-----\n"
+# The overlay reads its generated files from here; the name is what kustomize
+# prints when they are missing, so it says where they come from.
+GENERATED = "generated-by-hack-plain-certs.py"
 
 
 def service_names(service: str, namespace: str) -> list[str]:
@@ -67,15 +72,17 @@ def patch_text(bundle: bytes) -> str:
 
 def write_overlay(overlay: Path, *, namespace: str, days: int) -> list[str]:
     """Make a CA and a serving certificate and write the overlay's files; return their names."""
+    out = overlay / GENERATED
+    out.mkdir(exist_ok=True)
     ca = make_ca("Latchkey webhook CA", days=days + 30)
-    bundle = ca.cert_pem + previous_ca(overlay / "ca.crt")
+    bundle = ca.cert_pem + previous_ca(out / "ca.crt")
     write_pair(
         issue(ca, service_names(SERVICE, namespace), days=days),
-        overlay / "tls.crt",
-        overlay / "tls.key",
+        out / "tls.crt",
+        out / "tls.key",
     )
-    (overlay / "ca.crt").write_bytes(bundle)
-    (overlay / "ca-bundle-patch.yaml").write_text(patch_text(bundle), encoding="utf-8")
+    (out / "ca.crt").write_bytes(bundle)
+    (out / "ca-bundle-patch.yaml").write_text(patch_text(bundle), encoding="utf-8")
     return ["tls.crt", "tls.key", "ca.crt", "ca-bundle-patch.yaml"]
 
 
@@ -90,7 +97,7 @@ def main() -> None:
     if args.days < 1:
         parser.error("--days must be at least 1")
     names = write_overlay(args.overlay, namespace=args.namespace, days=args.days)
-    print(f"wrote {', '.join(names)} to {args.overlay}")
+    print(f"wrote {', '.join(names)} to {args.overlay / GENERATED}")
     print(f"next: kubectl apply -k {args.overlay}")
 
 

@@ -26,25 +26,29 @@ def _run(overlay: Path, *args: str) -> None:
     assert "kubectl apply -k" in result.stdout
 
 
+def _generated(overlay: Path, name: str) -> Path:
+    return overlay / "generated-by-hack-plain-certs.py" / name
+
+
 def _bundle(overlay: Path) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates((overlay / "ca.crt").read_bytes())
+    return x509.load_pem_x509_certificates(_generated(overlay, "ca.crt").read_bytes())
 
 
 def test_serving_certificate_chains_to_the_bundle(overlay: Path) -> None:
     _run(overlay)
-    cert = x509.load_pem_x509_certificate((overlay / "tls.crt").read_bytes())
+    cert = x509.load_pem_x509_certificate(_generated(overlay, "tls.crt").read_bytes())
     (ca,) = _bundle(overlay)
     cert.verify_directly_issued_by(ca)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "latchkey-webhook.latchkey.svc" in names.get_values_for_type(x509.DNSName)
-    assert (overlay / "tls.key").stat().st_mode & 0o077 == 0
+    assert _generated(overlay, "tls.key").stat().st_mode & 0o077 == 0
 
 
 def test_patch_carries_the_bundle(overlay: Path) -> None:
     _run(overlay)
-    (op,) = json.loads((overlay / "ca-bundle-patch.yaml").read_text().split("\n", 1)[1])
+    (op,) = json.loads(_generated(overlay, "ca-bundle-patch.yaml").read_text().split("\n", 1)[1])
     assert op["path"] == "/webhooks/0/clientConfig/caBundle"
-    assert base64.b64decode(op["value"]) == (overlay / "ca.crt").read_bytes()
+    assert base64.b64decode(op["value"]) == _generated(overlay, "ca.crt").read_bytes()
 
 
 def test_renewal_keeps_trusting_the_previous_ca_only(overlay: Path) -> None:
