@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install system-deps toolchain test lint demo bench clean
+.PHONY: all install system-deps container-deps toolchain images test lint demo bench clean
 
 all: test
 
@@ -30,7 +30,16 @@ POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres))
 system-deps:
 	@test -n "$(POSTGRES)" || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
+# The container suite builds and runs the real images with podman (runc: crun
+# refuses this machine's cgroup layout) from stand-in bases made by debootstrap.
+container-deps:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null)
+
 install: $(STAMP)
+
+images: install container-deps
+	$(BIN)/python hack/images.py
 
 lint: install system-deps
 	$(BIN)/ruff check .
@@ -38,7 +47,7 @@ lint: install system-deps
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint images
 	$(BIN)/pytest -q
 
 demo: install

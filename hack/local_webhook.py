@@ -134,6 +134,9 @@ class LocalWebhook:
     ca: KeyPair = field(default_factory=lambda: make_ca("Latchkey webhook CA"))
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # What runs ``latchkey-webhook``: this venv's, or e.g. ``podman run ... IMAGE`` with
+    # ``workdir`` mounted at the same path (the image's entrypoint is latchkey-webhook).
+    launcher: tuple[str, ...] = (str(WEBHOOK),)
 
     @functools.cached_property
     def _trust(self) -> ssl.SSLContext:
@@ -152,7 +155,7 @@ class LocalWebhook:
         )
         (self.workdir / "config.yaml").write_text(yaml.safe_dump(self.config), encoding="utf-8")
         argv = [
-            str(WEBHOOK), "serve", "--config", str(self.workdir / "config.yaml"),
+            *self.launcher, "serve", "--config", str(self.workdir / "config.yaml"),
             "--tls-cert-file", str(self.workdir / "tls.crt"),
             "--tls-key-file", str(self.workdir / "tls.key"),
             "--host", "127.0.0.1", "--port", str(self.port),

@@ -3,9 +3,9 @@
 Writes into the plain overlay's ``generated-by-hack-plain-certs.py/`` folder (overlay
 ``manifests/overlays/plain`` unless ``--overlay``): ``tls.crt`` and ``tls.key`` (the
 Secret the webhook serves with), ``ca.crt`` (the bundle the API server trusts) and
-``ca-bundle-patch.yaml`` (puts that bundle into the MutatingWebhookConfiguration). All of them are gitignored. On a fresh checkout
-the folder is missing, so ``kubectl kustomize`` on the overlay fails with a path that
-names this script.
+``ca-bundle-patch.yaml`` (puts that bundle into the MutatingWebhookConfiguration), all
+gitignored. On a fresh checkout the folder is missing, so ``kubectl kustomize`` on the
+overlay fails with a path that names this script.
 
 Run it again to renew, then ``kubectl apply -k`` again. The new bundle keeps the
 previous CA as well, so replicas still serving the old certificate stay trusted
