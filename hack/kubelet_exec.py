@@ -124,7 +124,7 @@ def enter(spec: dict[str, Any]) -> None:
     os.chroot(rootfs.root)
     os.chdir(spec["workingDir"])
     if spec["gid"] is not None:
-        os.setgroups([])
+        os.setgroups(spec["groups"] or [])
         os.setgid(spec["gid"])
     if spec["uid"] is not None:
         os.setuid(spec["uid"])

@@ -83,6 +83,7 @@ class Container:
     working_dir: str
     uid: int | None
     gid: int | None
+    groups: tuple[int, ...] | None = None
     image_root: Path = Path("/")
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -126,6 +127,7 @@ class Container:
             ],
             "uid": self.uid,
             "gid": self.gid,
+            "groups": None if self.groups is None else list(self.groups),
             "workingDir": self.working_dir,
             "argv": self.argv,
             "env": self.env,
@@ -144,7 +146,8 @@ class Container:
             return subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, cwd=cwd, user=self.uid, group=self.gid,
-                extra_groups=[] if self.gid is not None else None, start_new_session=True,
+                extra_groups=None if self.groups is None else list(self.groups),
+                start_new_session=True,
             )  # fmt: skip
         except OSError as exc:
             raise ContainerError(f"container {self.name}: cannot run {argv[0]}: {exc}") from exc

@@ -2,8 +2,9 @@
 
 What a kubelet and a container runtime resolve before a process exists: the
 env (``value`` and the ``fieldRef`` names a pod can know about itself), ``$(VAR)``
-expansion in command and args, each volume mount's directory, and the user,
-with a notice when this machine cannot honour ``runAsUser``.
+expansion in command and args, each volume mount's directory, and the user by
+the kubelet's rules (:mod:`hack.kubelet_identity`), with a notice when this
+machine cannot switch to it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hack.kubelet_identity import ImageUsers, resolve
 from hack.kubelet_proc import BASE_PATH, Container, ContainerError, Mount, expand
 from hack.kubelet_proc import reachable_by_others as reachable
 
@@ -45,12 +47,13 @@ class SpecReader:
                   bool(m.get("readOnly")))
             for m in spec.get("volumeMounts", [])
         ]  # fmt: skip
-        uid, gid = self._user(spec)
+        image_root = self.images.get(spec.get("image", ""), Path("/"))
+        uid, gid, groups = self._user(spec, image_root)
         return Container(
             name=name,
             argv=[expand(a, env) for a in [*command, *spec.get("args", [])]],
             env=env, mounts=mounts, working_dir=spec.get("workingDir", "/"), uid=uid, gid=gid,
-            image_root=self.images.get(spec.get("image", ""), Path("/")),
+            groups=groups, image_root=image_root,
         )  # fmt: skip
 
     def _env(self, spec: dict[str, Any]) -> dict[str, str]:
@@ -65,18 +68,20 @@ class SpecReader:
                 self.notice(f"env {var['name']} of {spec['name']}: only value and fieldRef played")
         return env
 
-    def _user(self, spec: dict[str, Any]) -> tuple[int | None, int | None]:
-        pod_ctx = self.pod_spec.get("securityContext", {})
-        ctx = spec.get("securityContext", {})
-        uid = ctx.get("runAsUser", pod_ctx.get("runAsUser"))
-        gid = ctx.get("runAsGroup", pod_ctx.get("runAsGroup"))
-        if uid in (None, 0) and gid in (None, 0):
-            return uid, gid
+    def _user(
+        self, spec: dict[str, Any], image_root: Path
+    ) -> tuple[int | None, int | None, tuple[int, ...] | None]:
+        """uid, gid and groups by the kubelet's rules; all None to run as the player."""
+        who = resolve(self.pod_spec, spec, ImageUsers.of_root(image_root))
+        if who.uid == 0 and who.gid == 0 and set(who.groups) <= {0}:
+            return None, None, None
         why = self._cannot_switch_user()
         if why:
-            self.notice(f"container {spec['name']}: runs as uid {os.geteuid()}, not {uid}: {why}")
-            return None, None
-        return uid, gid
+            self.notice(
+                f"container {spec['name']}: runs as uid {os.geteuid()}, not {who.uid}: {why}"
+            )
+            return None, None, None
+        return who.uid, who.gid, who.groups
 
     def _cannot_switch_user(self) -> str | None:
         if os.geteuid() != 0:

@@ -208,7 +208,10 @@ class AgentConfig(Model):
         return self.model_dump_json(by_alias=True, exclude_none=True)
 
 
-# The webhook sets this env var on a container named as an ``on-change`` signal
-# target; the agent finds that container's processes by it in /proc/*/environ.
-SIGNAL_MARKER_ENV = "LATCHKEY_CONTAINER"
+# The webhook mounts an empty volume at SIGNAL_MARK_DIR/<container> in each container
+# named as an ``on-change`` signal target; the agent finds that container's processes
+# by this mount point in /proc/*/mountinfo, which any uid may read whatever the app's
+# gid and groups (/proc/*/environ needs the same uid *and* gid), and which no other
+# container can fake without the privilege to mount.
+SIGNAL_MARK_DIR = PurePosixPath("/var/run/latchkey.dev/signal-target")
 CONFIG_ENV = "LATCHKEY_CONFIG"

@@ -1,11 +1,12 @@
 """The ``on-change`` actions the agent runs after a secret file really changed.
 
 Two kinds: a signal to another container's main process, found through the
-shared process namespace by the marker env var the webhook sets on that
-container, and an empty POST to a localhost URL. An action that fails is a
-problem to report, not a reason to stop keeping secrets fresh, so nothing here
-raises: problems are logged and returned. Logging goes through the agent's
-one JSON stream (:class:`sidecar.logs.Log`), with names and URLs, never values.
+shared process namespace by the marker mount the webhook gives that container
+(:data:`sidecar.config.SIGNAL_MARK_DIR`), and an empty POST to a localhost URL.
+An action that fails is a problem to report, not a reason to stop keeping
+secrets fresh, so nothing here raises: problems are logged and returned.
+Logging goes through the agent's one JSON stream (:class:`sidecar.logs.Log`),
+with names and URLs, never values.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from sidecar.config import SIGNAL_MARKER_ENV, HttpAction, SignalAction
+from sidecar.config import SIGNAL_MARK_DIR, HttpAction, SignalAction
 from sidecar.logs import Log
 
 
@@ -25,6 +26,7 @@ def run_actions(
     *,
     log: Log,
     proc: Path = Path("/proc"),
+    mark_dir: PurePosixPath = SIGNAL_MARK_DIR,
     timeout: float = 5.0,
 ) -> list[str]:
     """Run every action in order; return (and log) one message per action that failed."""
@@ -32,7 +34,7 @@ def run_actions(
     for action in actions:
         try:
             if isinstance(action, SignalAction):
-                problem = _send_signal(action, log=log, proc=proc)
+                problem = _send_signal(action, log=log, proc=proc, mark_dir=mark_dir)
             else:
                 problem = _post(action.url, log=log, timeout=timeout)
         except Exception as exc:  # "never raises": a bug here must not stop the agent
@@ -47,17 +49,19 @@ def run_actions(
 # --- signal:<SIG>:<container> ---------------------------------------------------------
 
 
-def _send_signal(action: SignalAction, *, log: Log, proc: Path) -> str | None:
+def _send_signal(
+    action: SignalAction, *, log: Log, proc: Path, mark_dir: PurePosixPath
+) -> str | None:
     try:
         signum = signal.Signals[action.signal]
     except KeyError:
         return f"signal {action.signal} to container {action.container}: no such signal"
-    pid = main_process(action.container, proc=proc)
+    pid = main_process(action.container, proc=proc, mark_dir=mark_dir)
     if pid is None:
         return (
             f"signal {action.signal} to container {action.container}: no process of that "
-            f"container is visible (is shareProcessNamespace set, and does the agent run "
-            f"as the container's uid?)"
+            f"container is visible (is shareProcessNamespace set, and is "
+            f"{mark_dir / action.container} mounted in it?)"
         )
     try:
         os.kill(pid, signum)
@@ -67,14 +71,19 @@ def _send_signal(action: SignalAction, *, log: Log, proc: Path) -> str | None:
     return None
 
 
-def main_process(container: str, *, proc: Path = Path("/proc")) -> int | None:
-    """The container's main process: the oldest one carrying the marker env var.
+def main_process(
+    container: str, *, proc: Path = Path("/proc"), mark_dir: PurePosixPath = SIGNAL_MARK_DIR
+) -> int | None:
+    """The container's main process: the oldest one whose mounts hold the marker.
 
-    Its children inherit the marker too, so the one that started first (lowest
-    start time, then lowest pid) is the one the container runtime started.
+    Every process of the container shares its mount namespace, so the one that
+    started first (lowest start time, then lowest pid) is the one the container
+    runtime started. The mark's last three path components are compared: the
+    runtime resolves symlinks in the image, so ``/var/run/latchkey.dev/...`` shows
+    as ``/run/latchkey.dev/...`` where ``/var/run`` links to ``/run``.
     """
-    marker = f"{SIGNAL_MARKER_ENV}={container}".encode()
-    found = [(start, pid) for pid, start in _processes(proc) if _has_env(proc, pid, marker)]
+    marker = tuple(part.encode() for part in (mark_dir / container).parts[-3:])
+    found = [(start, pid) for pid, start in _processes(proc) if _has_mount(proc, pid, marker)]
     return min(found)[1] if found else None
 
 
@@ -92,13 +101,21 @@ def _processes(proc: Path) -> Iterator[tuple[int, int]]:
         yield int(entry.name), start
 
 
-def _has_env(proc: Path, pid: int, marker: bytes) -> bool:
-    """Whether the process's environment holds ``marker``; unreadable ones (other uids) do not."""
+def _has_mount(proc: Path, pid: int, tail: tuple[bytes, ...]) -> bool:
+    """Whether the process's mount namespace has a mount point ending in ``tail``.
+
+    Field 5 of a mountinfo line is the mount point, relative to the process's root
+    (so the container's own view); gone or unreadable processes have none.
+    """
     try:
-        environ = (proc / str(pid) / "environ").read_bytes()
+        mountinfo = (proc / str(pid) / "mountinfo").read_bytes()
     except OSError:
         return False
-    return marker in environ.split(b"\0")
+    for line in mountinfo.splitlines():
+        fields = line.split(b" ")
+        if len(fields) > 4 and tuple(fields[4].split(b"/")[-len(tail) :]) == tail:
+            return True
+    return False
 
 
 # --- http://localhost:<port>/<path> ---------------------------------------------------

@@ -10,15 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.config import BIN_DIR, CONFIG_ENV, STATE_DIR, TOKEN_DIR
+from sidecar.config import BIN_DIR, CONFIG_ENV, SIGNAL_MARK_DIR, STATE_DIR, TOKEN_DIR
 from webhook.ownership import Ownership
 from webhook.settings import AgentSettings
 
 INIT, AGENT = "latchkey-init", "latchkey-agent"
 SECRETS, TOKEN, STATE, BIN = "latchkey-secrets", "latchkey-token", "latchkey-state", "latchkey-bin"
-VOLUMES = (SECRETS, TOKEN, STATE, BIN)
+MARK = "latchkey-signal-mark"
+VOLUMES = (SECRETS, TOKEN, STATE, BIN, MARK)
 COMMAND = "latchkey-sidecar"
-STATE_SIZE, BIN_SIZE = "1Mi", "8Mi"
+STATE_SIZE, BIN_SIZE, MARK_SIZE = "1Mi", "8Mi", "4Ki"
 
 Obj = dict[str, Any]
 
@@ -45,6 +46,16 @@ def volumes(*, audience: str, agent: AgentSettings, with_bin: bool) -> list[Obj]
     }
     added = [_memory_dir(SECRETS, agent.secrets_size_limit), token, _memory_dir(STATE, STATE_SIZE)]
     return [*added, _memory_dir(BIN, BIN_SIZE)] if with_bin else added
+
+
+def mark_volume() -> Obj:
+    """The empty volume whose mount points mark the ``on-change`` signal targets."""
+    return _memory_dir(MARK, MARK_SIZE)
+
+
+def mark_mount(container: str) -> Obj:
+    """Where a signal target mounts the mark: the agent finds its processes by it."""
+    return {"name": MARK, "mountPath": str(SIGNAL_MARK_DIR / container), "readOnly": True}
 
 
 def app_mounts(mount_path: str, *, with_bin: bool) -> list[Obj]:

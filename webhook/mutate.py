@@ -15,7 +15,6 @@ from typing import Any, Literal
 from sidecar.config import (
     BIN_DIR,
     ENV_FILE_NAME,
-    SIGNAL_MARKER_ENV,
     WRAPPER_NAME,
     AgentConfig,
     EnvSecret,
@@ -130,15 +129,17 @@ def _give_secrets(container: Obj, request: InjectRequest) -> None:
 
 
 def _mark_signal_targets(spec: Obj, request: InjectRequest) -> None:
-    """Let the agent find a signal target's processes, which it can see in a shared PID space."""
+    """Let the agent find a signal target's processes, which it can see in a shared PID
+    space, by the mark mounted in that container's mount namespace."""
     targets = {a.container for a in request.on_change if isinstance(a, SignalAction)}
     if not targets:
         return
     spec["shareProcessNamespace"] = True
+    spec["volumes"] = [*(spec.get("volumes") or []), build.mark_volume()]
     for container in spec.get("containers") or []:
         if container.get("name") in targets:
-            marker = {"name": SIGNAL_MARKER_ENV, "value": container["name"]}
-            container["env"] = [*(container.get("env") or []), marker]
+            mark = build.mark_mount(container["name"])
+            container["volumeMounts"] = [*(container.get("volumeMounts") or []), mark]
 
 
 def _add_agents(

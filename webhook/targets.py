@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from sidecar.config import BIN_DIR, SIGNAL_MARKER_ENV, SignalAction
+from sidecar.config import BIN_DIR, SIGNAL_MARK_DIR, SignalAction
 from webhook.annotations import InjectRequest
 from webhook.containers import AGENT, INIT, VOLUMES
 from webhook.ownership import Ownership, decide, effective_uid
@@ -179,18 +179,53 @@ def _signal_check(
             "on-change", f"no container named {echo(action.container)} to signal; valid: {valid}"
         )
         return
-    if not ownership.as_app or effective_uid(target, spec) != ownership.uid:
+    _signal_uid_check(action, target, spec=spec, ownership=ownership, problems=problems)
+    mounts = [m for m in target.get("volumeMounts") or [] if isinstance(m, Mapping)]
+    mark = PurePosixPath(SIGNAL_MARK_DIR)
+    if any(PurePosixPath(str(m.get("mountPath", ""))).is_relative_to(mark) for m in mounts):
         problems.add(
             "on-change",
-            f"signalling {action.container} needs the agent to run as its uid: set one non-root "
-            "securityContext.runAsUser for it and every container that gets the secrets",
+            f"container {action.container} already mounts a volume under {mark}, "
+            "where latchkey marks the containers it signals",
         )
-    if any(
-        isinstance(e, Mapping) and e.get("name") == SIGNAL_MARKER_ENV
-        for e in target.get("env") or []
-    ):
+
+
+def _signal_uid_check(
+    action: SignalAction,
+    target: Container,
+    *,
+    spec: Mapping[str, Any],
+    ownership: Ownership,
+    problems: Problems,
+) -> None:
+    """kill(2) needs the sender's uid to be the target's: say what to set when it is not.
+
+    Only the uid matters: the agent finds the target by a mount every uid can see,
+    so the target's gid and groups may be anything (runAsGroup unset, or another).
+    """
+    target_uid = effective_uid(target, spec)
+    if ownership.as_app and target_uid == ownership.uid:
+        return
+    name = action.container
+    if target_uid is None:
         problems.add(
-            "on-change", f"container {action.container} already defines {SIGNAL_MARKER_ENV}"
+            "on-change",
+            f"signalling {name} needs the agent to run as its uid, and the spec gives it no "
+            f"non-root uid: set securityContext.runAsUser on container {name} or the pod",
+        )
+    elif not ownership.as_app:
+        problems.add(
+            "on-change",
+            f"signalling {name} needs the agent to run as its uid {target_uid}, but the "
+            "containers that get the secrets do not share one uid: set "
+            f"securityContext.runAsUser: {target_uid} on each of them (or on the pod)",
+        )
+    else:
+        problems.add(
+            "on-change",
+            f"signalling {name} needs the agent to run as its uid {target_uid}, but the "
+            f"agent runs as {ownership.uid}, the uid of the containers that get the secrets: "
+            f"set securityContext.runAsUser: {ownership.uid} on container {name}",
         )
 
 

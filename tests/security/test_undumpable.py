@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from hack.localstore import Issuer, OpenBao
+from sidecar.config import SIGNAL_MARK_DIR
 from tests.e2e.conftest import Flow, app_pod
 from tests.sidecar.agent_helpers import App, agent_env
 
@@ -155,9 +156,9 @@ def test_a_shell_in_the_app_cannot_reach_the_agent_yet_signals_still_arrive(flow
     assert app is not None
     for door in doors(agent.pid):
         assert "Permission denied" in played.exec("app", door).stderr, door
-    # The app stays dumpable: that is how the agent finds the process to signal.
-    app_environ = played.exec("app", ["cat", f"/proc/{app.pid}/environ"]).stdout
-    assert "LATCHKEY_CONTAINER=app" in app_environ
+    # The agent finds the process to signal by the mark mounted in its container.
+    app_mounts = played.exec("app", ["cat", f"/proc/{app.pid}/mountinfo"]).stdout
+    assert f"/{SIGNAL_MARK_DIR.parent.name}/{SIGNAL_MARK_DIR.name}/app " in app_mounts
     flow.put("db", {"password": flow.value("second")})
     deadline = time.monotonic() + 10
     while "got-hup" not in played.logs("app"):

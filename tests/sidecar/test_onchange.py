@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -12,13 +11,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 import pytest
 
 from hack.localstore import free_port
-from sidecar.config import SIGNAL_MARKER_ENV, HttpAction, SignalAction
+from sidecar.config import SIGNAL_MARK_DIR, HttpAction, SignalAction
 from sidecar.logs import Log
 from sidecar.onchange import main_process, run_actions
 from tests.polling import wait_for
@@ -29,8 +28,8 @@ def quiet() -> Log:
 
 
 # The app: traps SIGHUP by writing its marker; with "spawn" it first starts a
-# child carrying the same env (as a container's children do), which must not be
-# the one signalled.
+# child in the same mount namespace (as a container's children are), which must
+# not be the one signalled.
 APP = """
 import pathlib, signal, subprocess, sys, time
 marker, ready, spawn = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3] == "spawn"
@@ -48,15 +47,22 @@ if child:
 """
 
 
+# A container's mount namespace with the webhook's mark mounted, as the runtime makes it.
+IN_MARKED_NAMESPACE = (
+    'mkdir -p "$1" && mount -t tmpfs -o size=4k,ro latchkey-mark "$1" && shift && exec "$@"'
+)
+
+
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    """A running app process (and its child) marked as a container with a unique name."""
+    """A running app process (and its child) in a mount namespace marked as a container
+    with a unique name, under ``tmp_path / "marks"``."""
     container = f"app-{uuid.uuid4().hex[:8]}"
     marker, ready = tmp_path / "hup", tmp_path / "ready"
-    env = {**os.environ, SIGNAL_MARKER_ENV: container}
-    process = subprocess.Popen(
-        [sys.executable, "-c", APP, str(marker), str(ready), "spawn", APP], env=env
-    )
+    mark = tmp_path / "marks" / container
+    app = [sys.executable, "-c", APP, str(marker), str(ready), "spawn", APP]
+    unshare = ["unshare", "--mount", "--propagation", "private", "--"]
+    process = subprocess.Popen([*unshare, "sh", "-c", IN_MARKED_NAMESPACE, "sh", str(mark), *app])
     wait_for(lambda: ready.exists(), timeout=10)
     wait_for(lambda: Path(f"{ready}.child").exists(), timeout=10)
     yield container, process, marker
@@ -68,8 +74,10 @@ def test_signal_reaches_the_main_process_not_its_child(
     app: tuple[str, subprocess.Popen[bytes], Path],
 ) -> None:
     container, process, marker = app
-    assert main_process(container) == process.pid
-    assert run_actions([SignalAction(signal="SIGHUP", container=container)], log=quiet()) == []
+    marks = PurePosixPath(marker.parent / "marks")
+    assert main_process(container, mark_dir=marks) == process.pid
+    action = SignalAction(signal="SIGHUP", container=container)
+    assert run_actions([action], log=quiet(), mark_dir=marks) == []
     wait_for(lambda: marker.exists(), timeout=10)
     time.sleep(0.1)
     assert not Path(f"{marker}.child").exists()
@@ -97,15 +105,21 @@ def test_signal_problems_name_the_container(action: SignalAction, expected: str)
     assert expected in problems[0]
 
 
-def _fake_process(proc: Path, pid: str, *, stat: str | None, environ: bytes | None) -> None:
+def _mountinfo(*mount_points: str) -> bytes:
+    lines = [f"{20 + i} 1 0:{40 + i} / {p} ro,relatime - tmpfs tmpfs ro,size=4k" for i, p in
+             enumerate(["/", "/proc", *mount_points])]  # fmt: skip
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _fake_process(proc: Path, pid: str, *, stat: str | None, mountinfo: bytes | None) -> None:
     entry = proc / pid
     entry.mkdir()
     if stat is not None:
         (entry / "stat").write_text(stat)
-    if environ is None:
-        (entry / "environ").mkdir()  # reading it fails, as for another uid's process
+    if mountinfo is None:
+        (entry / "mountinfo").mkdir()  # reading it fails, as for a process gone meanwhile
     else:
-        (entry / "environ").write_bytes(environ)
+        (entry / "mountinfo").write_bytes(mountinfo)
 
 
 def _stat(comm: str, start: int) -> str:
@@ -113,18 +127,25 @@ def _stat(comm: str, start: int) -> str:
     return f"1 ({comm}) {' '.join(fields)}\n"
 
 
-def test_main_process_is_the_oldest_readable_marked_one(tmp_path: Path) -> None:
-    marked = f"A=1\0{SIGNAL_MARKER_ENV}=web\0".encode()
-    _fake_process(tmp_path, "100", stat=_stat("app", 500), environ=marked)
-    _fake_process(tmp_path, "101", stat=_stat("hidden", 100), environ=None)
-    _fake_process(tmp_path, "102", stat=_stat("other", 50), environ=b"LATCHKEY_CONTAINER=webx\0")
-    _fake_process(tmp_path, "103", stat=None, environ=marked)
-    _fake_process(tmp_path, "104", stat=_stat("my (app) 2", 450), environ=marked)
-    _fake_process(tmp_path, "105", stat="garbage", environ=marked)
+def test_main_process_is_the_oldest_one_with_the_mark_mounted(tmp_path: Path) -> None:
+    marked = _mountinfo("/data", f"{SIGNAL_MARK_DIR}/web")
+    _fake_process(tmp_path, "100", stat=_stat("app", 500), mountinfo=marked)
+    _fake_process(tmp_path, "101", stat=_stat("gone", 100), mountinfo=None)
+    _fake_process(tmp_path, "102", stat=_stat("other", 50), mountinfo=_mountinfo(
+        f"{SIGNAL_MARK_DIR}/webx"))  # fmt: skip
+    _fake_process(tmp_path, "103", stat=None, mountinfo=marked)
+    _fake_process(tmp_path, "104", stat=_stat("my (app) 2", 450), mountinfo=marked)
+    _fake_process(tmp_path, "105", stat="garbage", mountinfo=marked)
+    _fake_process(tmp_path, "106", stat=_stat("below", 10), mountinfo=_mountinfo(
+        f"{SIGNAL_MARK_DIR}/web/sub", f"{SIGNAL_MARK_DIR}/web2"))  # fmt: skip
+    # /var/run links to /run in most images: the runtime mounts at the resolved path.
+    _fake_process(tmp_path, "107", stat=_stat("resolved", 40), mountinfo=_mountinfo(
+        "/run/latchkey.dev/signal-target/api"))  # fmt: skip
     (tmp_path / "self").mkdir()
     assert main_process("web", proc=tmp_path) == 104
     assert main_process("webx", proc=tmp_path) == 102
     assert main_process("we", proc=tmp_path) is None
+    assert main_process("api", proc=tmp_path) == 107
 
 
 # --- http ---------------------------------------------------------------------------------
