@@ -101,8 +101,9 @@ class Pod:
         (root / "logs").mkdir(parents=True, exist_ok=True)
         (root / "run").mkdir(mode=0o700, exist_ok=True)
         account = self.spec.get("serviceAccountName", "default")
+        fs_group = (self.spec.get("securityContext") or {}).get("fsGroup")
         self.volumes = Volumes(
-            root / "volumes", minter, self.event, (self.namespace, account, self.name)
+            root / "volumes", minter, self.event, (self.namespace, account, self.name), fs_group
         )
         self.containers: dict[str, Container] = {}
         self.failure: str | None = None

@@ -3,7 +3,9 @@
 ``emptyDir`` with ``medium: Memory`` becomes a tmpfs when we are root (so
 secrets stay off the disk, as on a node), else a plain directory; a projected
 ``serviceAccountToken`` becomes a directory holding a freshly minted token,
-re-minted at 80% of its lifetime (as the kubelet does) or on demand. Sources the
+re-minted at 80% of its lifetime (as the kubelet does) or on demand. With a pod
+``fsGroup`` an emptyDir is given to that group with the setgid bit, as the
+kubelet does. Sources the
 player cannot honestly fake (configMap, secret) become empty directories, and
 the player says so.
 """
@@ -71,6 +73,7 @@ class Volumes:
     minter: Minter
     notice: Notice
     identity: tuple[str, str, str]  # namespace, service account, pod name
+    fs_group: int | None = None
     dirs: dict[str, Path] = field(default_factory=dict)
     tokens: list[Token] = field(default_factory=list)
     tmpfs: list[Path] = field(default_factory=list)
@@ -101,6 +104,11 @@ class Volumes:
             kind = next((k for k in volume if k != "name"), "unknown")
             self.notice(f"volume {volume['name']}: {kind} is not played; an empty directory")
         path.chmod(0o777 if "emptyDir" in volume else 0o755)
+        if self.fs_group is not None and "emptyDir" in volume:
+            # The kubelet's SetVolumeOwnership: group fsGroup, group rwx, setgid, so files
+            # made in it belong to fsGroup (either fsGroupChangePolicy: the volume is new).
+            os.chown(path, -1, self.fs_group)
+            path.chmod(0o2777)
 
     def _empty_dir(self, spec: dict[str, Any], path: Path) -> None:
         if spec.get("medium") == "Memory":

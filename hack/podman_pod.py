@@ -102,8 +102,10 @@ class PodmanPod:
         meta = self.pod.get("metadata", {})
         pod_name = meta.get("name") or meta.get("generateName", "pod-") + secrets.token_hex(3)
         account = self.spec.get("serviceAccountName", "default")
+        identity = (self.namespace, account, pod_name)
+        fs_group = (self.spec.get("securityContext") or {}).get("fsGroup")
         self.volumes = Volumes(
-            self.root / "volumes", self.minter, self.on_event, (self.namespace, account, pod_name)
+            self.root / "volumes", self.minter, self.on_event, identity, fs_group
         )
         self.pod_name = pod_name
 

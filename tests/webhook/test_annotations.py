@@ -283,14 +283,15 @@ BAD = [
     pytest.param(
         {K + "on-change": "signal:HUP:app"},
         "on-change",
-        "needs the agent to run as its uid",
-        id="signal-unknown-uid",
+        "do not share one uid: set securityContext.runAsUser: 1000 on each of them",
+        id="signal-selected-uids-differ",
     ),
     pytest.param(
         {**APP_ONLY, K + "on-change": "signal:HUP:worker"},
         "on-change",
-        "signalling worker needs the agent to run as its uid",
-        id="signal-other-uid",
+        "signalling worker needs the agent to run as its uid, and the spec gives it no non-root "
+        "uid: set securityContext.runAsUser on container worker or the pod",
+        id="signal-target-uid-unknown",
     ),
     pytest.param(
         {K + "on-change": "https://localhost:8080/reload"},
@@ -321,6 +322,40 @@ BAD = [
         id="agent-memory",
     ),
 ]
+
+
+def test_signal_target_with_another_uid_is_told_which_uid_to_set() -> None:
+    spec = pod({**APP_ONLY, K + "on-change": "signal:HUP:worker"})["spec"]
+    spec["containers"][1]["securityContext"] = {"runAsUser": 2000, "runAsGroup": 0}
+    error = denial({**APP_ONLY, K + "on-change": "signal:HUP:worker"}, **spec)
+    assert "signalling worker needs the agent to run as its uid 2000, but the agent runs as " in (
+        str(error)
+    )
+    assert "set securityContext.runAsUser: 1000 on container worker" in str(error)
+
+
+def test_signal_target_gid_does_not_matter() -> None:
+    """Same uid, another primary group (or group 0): allowed, the mark finds it anyway."""
+    spec = pod({})["spec"]
+    spec["containers"][1]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 0}
+    annotations = {**BASE, **APP_ONLY, K + "on-change": "signal:HUP:worker"}
+    mutation = mutate_pod(pod(annotations, **spec), namespace="shop", config=CONFIG)
+    assert mutation.pod is not None
+    worker = mutation.pod["spec"]["containers"][1]
+    mark = "/var/run/latchkey.dev/signal-target/worker"
+    expected = {"name": "latchkey-signal-mark", "readOnly": True, "mountPath": mark}
+    assert expected in worker["volumeMounts"]
+
+
+def test_signal_target_mounting_under_the_mark_dir_is_denied() -> None:
+    spec = pod({})["spec"]
+    spec["containers"][0]["volumeMounts"].append(
+        {"name": "data", "mountPath": "/var/run/latchkey.dev/signal-target"}
+    )
+    error = denial({K + "on-change": "signal:HUP:app", **APP_ONLY}, **spec)
+    assert "container app already mounts a volume under /var/run/latchkey.dev/signal-target" in (
+        str(error)
+    )
 
 
 @pytest.mark.parametrize(("annotations", "name", "fragment"), BAD)
