@@ -2,10 +2,11 @@
 
 Writes into the plain overlay's ``generated-by-hack-plain-certs.py/`` folder (overlay
 ``manifests/overlays/plain`` unless ``--overlay``): ``tls.crt`` and ``tls.key`` (the
-Secret the webhook serves with), ``ca.crt`` (the bundle the API server trusts) and
-``ca-bundle-patch.yaml`` (puts that bundle into the MutatingWebhookConfiguration), all
-gitignored. On a fresh checkout the folder is missing, so ``kubectl kustomize`` on the
-overlay fails with a path that names this script.
+Secret the webhook serves with), ``ca.crt`` (the bundle the API server trusts),
+``ca-bundle-patch.yaml`` and ``guard-ca-bundle-patch.yaml`` (put that bundle into the
+Mutating and the Validating WebhookConfiguration), all gitignored. On a fresh
+checkout the folder is missing, so ``kubectl kustomize`` on the overlay fails with a
+path that names this script.
 
 Run it again to renew, then ``kubectl apply -k`` again. The new bundle keeps the
 previous CA as well, so replicas still serving the old certificate stay trusted
@@ -58,14 +59,15 @@ def previous_ca(bundle_path: Path) -> bytes:
     return first
 
 
-def patch_text(bundle: bytes) -> str:
-    """A JSON patch (JSON is YAML) setting the caBundle of the only webhook."""
+def patch_text(bundle: bytes, *, webhooks: int = 1) -> str:
+    """A JSON patch (JSON is YAML) setting the caBundle of each of ``webhooks`` webhooks."""
     ops = [
         {
             "op": "add",
-            "path": "/webhooks/0/clientConfig/caBundle",
+            "path": f"/webhooks/{index}/clientConfig/caBundle",
             "value": base64.b64encode(bundle).decode(),
         }
+        for index in range(webhooks)
     ]
     return "# Written by hack/plain-certs.py.\n" + json.dumps(ops, indent=2) + "\n"
 
@@ -83,7 +85,10 @@ def write_overlay(overlay: Path, *, namespace: str, days: int) -> list[str]:
     )
     (out / "ca.crt").write_bytes(bundle)
     (out / "ca-bundle-patch.yaml").write_text(patch_text(bundle), encoding="utf-8")
-    return ["tls.crt", "tls.key", "ca.crt", "ca-bundle-patch.yaml"]
+    # latchkey-guard, the validating configuration, has two webhooks on the same service.
+    guard = patch_text(bundle, webhooks=2)
+    (out / "guard-ca-bundle-patch.yaml").write_text(guard, encoding="utf-8")
+    return ["tls.crt", "tls.key", "ca.crt", "ca-bundle-patch.yaml", "guard-ca-bundle-patch.yaml"]
 
 
 def main() -> None:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request, Response
 
 from webhook.errors import BadRequest, Denied
+from webhook.guard import check_update
 from webhook.metrics import CONTENT_TYPE, Metrics, denial_reasons, operation
 from webhook.mutate import mutate_pod
 from webhook.openapi import MUTATE
@@ -112,6 +114,30 @@ class Reviewer:
         self._count(request, outcome)
         return answer
 
+    def guard(self, request: AdmissionRequest) -> dict[str, Any]:
+        """The answer to an update of an injected pod (webhook.guard); a bug refuses it."""
+        if not request.is_pod_update or request.object is None or request.old_object is None:
+            self._count(request, "ignored")
+            return allowed(request.uid)
+        try:
+            refusals = check_update(
+                request.object, request.old_object,
+                sub_resource=request.sub_resource, settings=self.config.guard,
+            )  # fmt: skip
+        except Exception:
+            log.exception("internal error guarding update", extra={"uid": request.uid})
+            self.metrics.denials.labels("internal-error").inc()
+            self._count(request, "error")
+            return errored(request.uid)
+        if not refusals:
+            self._count(request, "guard-allowed")
+            return allowed(request.uid)
+        rules = sorted({refusal.rule for refusal in refusals})
+        for rule in rules:
+            self.metrics.guard_denials.labels(rule).inc()
+        self._count(request, "guard-denied", reason=",".join(rules))
+        return denied(request.uid, "latchkey: " + "; ".join(r.message for r in refusals))
+
     def _count(self, request: AdmissionRequest, outcome: str, *, reason: str = "") -> None:
         """One metric and one log line per review; never the pod's contents."""
         self.metrics.reviews.labels(operation(request.operation), outcome).inc()
@@ -131,12 +157,13 @@ def create_app(
     reviewer = Reviewer(config, metrics or Metrics())
     app.state.metrics = reviewer.metrics
 
-    @app.post("/mutate", openapi_extra=MUTATE)
-    async def mutate(request: Request) -> Response:
+    async def serve(
+        request: Request, answer: Callable[[AdmissionRequest], dict[str, Any]]
+    ) -> Response:
         started = time.perf_counter()
         try:
             review = parse_review(await _read_body(request, max_body))
-            return _json(reviewer.answer(review.request))
+            return _json(answer(review.request))
         except BadRequest as exc:
             problem = bounded(str(exc))
             reviewer.metrics.reviews.labels("", "malformed").inc()
@@ -144,6 +171,15 @@ def create_app(
             return _json({"error": problem}, getattr(exc, "status", 400))
         finally:
             reviewer.metrics.latency.observe(time.perf_counter() - started)
+
+    @app.post("/mutate", openapi_extra=MUTATE)
+    async def mutate(request: Request) -> Response:
+        return await serve(request, reviewer.answer)
+
+    @app.post("/validate", openapi_extra=MUTATE)
+    async def validate(request: Request) -> Response:
+        """The latchkey-guard validating webhook: updates of injected pods."""
+        return await serve(request, reviewer.guard)
 
     @app.get("/healthz")
     async def healthz() -> Response:

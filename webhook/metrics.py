@@ -67,6 +67,13 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.guard_denials = Counter(
+            "latchkey_webhook_guard_denials",
+            "Updates of injected pods refused by the guard, by rule "
+            "(debug-agent-volume, debug-secrets, debug-ptrace, agent-image).",
+            ["rule"],
+            registry=self.registry,
+        )
         self.not_injected = Counter(
             "latchkey_webhook_annotated_not_injected",
             "Pods that opted in but got no injection, by reason.",

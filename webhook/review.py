@@ -50,6 +50,18 @@ class AdmissionRequest(_Envelope):
     operation: str
     dry_run: bool = Field(default=False, alias="dryRun")
     object: dict[str, Any] | None = None
+    old_object: dict[str, Any] | None = Field(default=None, alias="oldObject")
+
+    @property
+    def is_pod_update(self) -> bool:
+        """A running Pod changed: its spec (images) or its ephemeral containers."""
+        return (
+            self.operation == "UPDATE"
+            and self.kind.group == ""
+            and self.kind.kind == "Pod"
+            and self.resource.resource == "pods"
+            and self.sub_resource in ("", "ephemeralcontainers")
+        )
 
     @property
     def is_pod_create(self) -> bool:

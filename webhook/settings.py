@@ -60,12 +60,22 @@ class Defaults(Model):
     refresh: Duration = "5m"
 
 
+class GuardSettings(Model):
+    """What may reach an injected pod's volumes after admission (webhook.guard)."""
+
+    debug_may_mount_secrets: bool = Field(
+        default=False,
+        description="let ephemeral (debug) containers mount the secrets, read-only",
+    )
+
+
 class WebhookConfig(Model):
     """The admin's YAML config file."""
 
     stores: dict[str, StoreConfig] = Field(min_length=1)
     agent: AgentSettings = AgentSettings()
     defaults: Defaults = Defaults()
+    guard: GuardSettings = GuardSettings()
 
 
 def load_config(path: Path) -> WebhookConfig:

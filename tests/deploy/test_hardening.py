@@ -116,3 +116,28 @@ def test_webhook_registration(docs: list[dict[str, Any]]) -> None:
     assert excluded["key"] == "kubernetes.io/metadata.name"
     assert excluded["operator"] == "NotIn"
     assert set(excluded["values"]) == {"kube-system", "kube-public", "latchkey"}
+
+
+def test_guard_registration(docs: list[dict[str, Any]]) -> None:
+    """latchkey-guard: updates of injected pods, Fail, the same service and exclusions."""
+    config = by_kind(docs, "ValidatingWebhookConfiguration")
+    assert config["metadata"]["name"] == "latchkey-guard"
+    debug, images = config["webhooks"]
+    assert (debug["name"], images["name"]) == (
+        "debug.guard.latchkey.dev",
+        "images.guard.latchkey.dev",
+    )
+    assert debug["rules"][0]["resources"] == ["pods/ephemeralcontainers"]
+    assert images["rules"][0]["resources"] == ["pods"]
+    mutating = by_kind(docs, "MutatingWebhookConfiguration")["webhooks"][0]
+    for webhook in (debug, images):
+        assert webhook["rules"][0]["operations"] == ["UPDATE"]
+        assert webhook["failurePolicy"] == "Fail"
+        assert webhook["sideEffects"] == "None"
+        assert webhook["timeoutSeconds"] <= 10
+        assert webhook["clientConfig"]["service"]["path"] == "/validate"
+        service = {k: v for k, v in webhook["clientConfig"]["service"].items() if k != "path"}
+        assert service == {
+            k: v for k, v in mutating["clientConfig"]["service"].items() if k != "path"
+        }
+        assert webhook["namespaceSelector"] == mutating["namespaceSelector"]

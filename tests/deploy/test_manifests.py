@@ -50,9 +50,10 @@ def test_validation_rejects_broken_documents(
         validate(doc, VERSIONS[-1])
 
 
-def test_cert_manager_overlay_wires_the_ca_into_the_webhook(rendered: Docs) -> None:
+@pytest.mark.parametrize("kind", ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"])
+def test_cert_manager_overlay_wires_the_ca_into_the_webhook(rendered: Docs, kind: str) -> None:
     docs = rendered["cert-manager"]
-    webhook = by_kind(docs, "MutatingWebhookConfiguration")
+    webhook = by_kind(docs, kind)
     injected = webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
     certificates = [d for d in docs if d["kind"] == "Certificate"]
     serving = next(d for d in certificates if d["metadata"]["name"] == "latchkey-webhook")
@@ -68,7 +69,10 @@ def test_plain_overlay_carries_secret_and_ca_bundle(rendered: Docs) -> None:
     assert set(secret["data"]) == {"tls.crt", "tls.key"}
     assert secret["metadata"]["name"] == _tls_secret_name(docs)
     webhook = by_kind(docs, "MutatingWebhookConfiguration")["webhooks"][0]
-    assert webhook["clientConfig"]["caBundle"]
+    bundle = webhook["clientConfig"]["caBundle"]
+    assert bundle
+    guards = by_kind(docs, "ValidatingWebhookConfiguration")["webhooks"]
+    assert [guard["clientConfig"]["caBundle"] for guard in guards] == [bundle, bundle]
 
 
 def test_plain_overlay_on_a_fresh_checkout_names_the_command_to_run(tmp_path: Path) -> None:

@@ -87,3 +87,100 @@ def test_condition_is_exactly_inject_equals_true(
     matches: Matcher, annotations: dict[str, str]
 ) -> None:
     assert matches(_pod({"annotations": annotations})) is (annotations.get(INJECT) == "true")
+
+
+# --- latchkey-guard: updates of injected pods ------------------------------------------
+
+STATUS = "latchkey.dev/status"
+GuardMatcher = Callable[[str, dict[str, Any], dict[str, Any]], bool]
+
+
+@pytest.fixture(scope="module")
+def guard_matches(rendered: dict[str, list[dict[str, Any]]]) -> GuardMatcher:
+    """Whether the API server would send this update to the named guard webhook."""
+    config = by_kind(rendered["cert-manager"], "ValidatingWebhookConfiguration")
+    env = celpy.Environment()
+    programs = {
+        hook["name"]: [env.program(env.compile(c["expression"])) for c in hook["matchConditions"]]
+        for hook in config["webhooks"]
+    }
+
+    def evaluate(name: str, pod: dict[str, Any], old: dict[str, Any]) -> bool:
+        activation = {"object": celpy.json_to_cel(pod), "oldObject": celpy.json_to_cel(old)}  # type: ignore[attr-defined]
+        results = [program.evaluate(activation) for program in programs[name]]
+        assert all(isinstance(r, celpy.celtypes.BoolType) for r in results), results
+        return all(bool(r) for r in results)
+
+    return evaluate
+
+
+def _injected(
+    agent_image: str = "latchkey-sidecar:0.1.0",
+    *,
+    app_image: str = "app:1",
+    status: str | None = "injected",
+    classic: bool = False,
+) -> dict[str, Any]:
+    agent = {"name": "latchkey-agent", "image": agent_image}
+    init = {"name": "latchkey-init", "image": agent_image}
+    annotations = {STATUS: status} if status else {"other": "x"}
+    spec: dict[str, Any] = {"containers": [{"name": "app", "image": app_image}]}
+    if classic:
+        spec |= {"initContainers": [init], "containers": [*spec["containers"], agent]}
+    else:
+        spec["initContainers"] = [agent]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"annotations": annotations},
+            "spec": spec}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("hook", "pod", "old", "expected"),
+    [
+        pytest.param(
+            "debug.guard.latchkey.dev", _injected(), _injected(), True, id="debug-injected"
+        ),
+        pytest.param(
+            "debug.guard.latchkey.dev",
+            _injected(status=None),
+            _injected(status=None),
+            False,
+            id="debug-not-injected",
+        ),
+        pytest.param(
+            "images.guard.latchkey.dev",
+            _injected("evil:1"),
+            _injected(),
+            True,
+            id="native-agent-image-changed",
+        ),
+        pytest.param(
+            "images.guard.latchkey.dev",
+            _injected("evil:1", classic=True),
+            _injected(classic=True),
+            True,
+            id="classic-agent-image-changed",
+        ),
+        pytest.param(
+            "images.guard.latchkey.dev",
+            _injected(app_image="app:2"),
+            _injected(),
+            False,
+            id="app-image-changed",
+        ),
+        pytest.param(
+            "images.guard.latchkey.dev", _injected(), _injected(), False, id="labels-only-update"
+        ),
+        pytest.param(
+            "images.guard.latchkey.dev",
+            _injected("evil:1", status=None),
+            _injected(status=None),
+            False,
+            id="not-injected",
+        ),
+    ],
+)
+def test_only_updates_that_matter_reach_the_guard(
+    guard_matches: GuardMatcher, hook: str, pod: dict[str, Any], old: dict[str, Any],
+    expected: bool,
+) -> None:  # fmt: skip
+    assert guard_matches(hook, pod, old) is expected

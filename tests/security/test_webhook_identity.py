@@ -51,3 +51,14 @@ def test_blast_radius_is_opted_in_pod_creations(docs: Docs) -> None:
     assert excluded["operator"] == "NotIn"
     assert {"kube-system", "kube-public"} <= set(excluded["values"])
     assert webhook["timeoutSeconds"] == 5
+
+
+def test_the_guard_sees_only_updates_of_injected_pods(docs: Docs) -> None:
+    """latchkey-guard validates (it cannot patch), and only UPDATEs of injected pods."""
+    for webhook in by_kind(docs, "ValidatingWebhookConfiguration")["webhooks"]:
+        (rule,) = webhook["rules"]
+        assert rule["operations"] == ["UPDATE"]
+        assert rule["resources"] in (["pods"], ["pods/ephemeralcontainers"])
+        injected = webhook["matchConditions"][0]["expression"]
+        assert "object.metadata.annotations['latchkey.dev/status'] == 'injected'" in injected
+        assert webhook["namespaceSelector"]["matchExpressions"][0]["operator"] == "NotIn"
