@@ -24,7 +24,7 @@ from sidecar.config import (
 )
 from webhook import containers as build
 from webhook.annotations import STATUS_KEY, InjectRequest, opt_in, parse
-from webhook.diff import clone, diff
+from webhook.diff import diff, writable_copy
 from webhook.problems import PREFIX, Problems
 from webhook.settings import WebhookConfig
 from webhook.shape import check_shape
@@ -61,7 +61,7 @@ def mutate_pod(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig)
     targets = check(spec, request, namespace=namespace, config=config, problems=problems)
     problems.raise_if_any()
     original = pod if isinstance(pod, dict) else dict(pod)
-    mutated = clone(original)
+    mutated = writable_copy(original)
     _inject(mutated, request, targets, config=config)
     patch = diff(original, mutated)
     return Mutation(

@@ -1,15 +1,20 @@
-"""The OpenAPI description of ``/mutate``: what the API server sends and what it gets back.
+"""The OpenAPI description of ``/mutate`` and ``/validate``: what the API server sends
+and what it gets back.
 
-``/mutate`` reads its body raw (see :mod:`webhook.app`), so FastAPI cannot derive
-these schemas; they are written here as JSON Schema and merged into the route's
-OpenAPI operation. They document the contract and let schemathesis generate
-structured reviews; the app never validates against them. The app serves no
+Those routes are raw ASGI endpoints (see :mod:`webhook.app`), so FastAPI cannot
+derive these schemas; they are written here as JSON Schema and added to the
+document FastAPI builds for the other routes (:func:`document`). They document the
+contract and let schemathesis generate structured reviews; the app never validates
+against them. The app serves no
 OpenAPI document itself (nothing in a cluster needs one): ``app.openapi()`` builds it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from webhook.review import MAX_MESSAGE
 
@@ -114,3 +119,16 @@ MUTATE: Schema = {
         "415": _json("The content type is not application/json", ERROR),
     },
 }
+
+REVIEW_ROUTES = {"/mutate": "mutate", "/validate": "validate"}
+
+
+def document(app: FastAPI) -> Schema:
+    """The app's OpenAPI document: FastAPI's for its routes, plus the review routes."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        paths = schema.setdefault("paths", {})
+        for path, operation in REVIEW_ROUTES.items():
+            paths[path] = {"post": {"operationId": operation, **MUTATE}}
+        app.openapi_schema = schema
+    return app.openapi_schema

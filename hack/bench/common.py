@@ -39,6 +39,7 @@ class ServingTLS:
     cert: Path
     key: Path
     trust: ssl.SSLContext
+    ca_file: Path
 
 
 def serving_tls(directory: Path) -> ServingTLS:
@@ -46,7 +47,9 @@ def serving_tls(directory: Path) -> ServingTLS:
     ca = make_ca()
     cert, key = directory / "tls.crt", directory / "tls.key"
     write_pair(issue(ca, ["localhost"]), cert, key)
-    return ServingTLS(cert, key, ssl.create_default_context(cadata=ca.cert_pem.decode()))
+    ca_file = directory / "ca.crt"
+    ca_file.write_bytes(ca.cert_pem)
+    return ServingTLS(cert, key, ssl.create_default_context(cadata=ca.cert_pem.decode()), ca_file)
 
 
 def webhook_argv(port: int, tls: ServingTLS) -> list[str]:
