@@ -28,7 +28,7 @@ from webhook.diff import diff, writable_copy
 from webhook.problems import PREFIX, Problems
 from webhook.settings import WebhookConfig
 from webhook.shape import check_shape
-from webhook.targets import Targets, check
+from webhook.targets import Targets, check, private_mounts
 
 Obj = dict[str, Any]
 
@@ -52,6 +52,12 @@ def mutate_pod(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig)
     metadata = _mapping(pod.get("metadata"))
     annotations = _mapping(metadata.get("annotations"))
     state = opt_in(annotations)
+    if state == "already-injected":
+        # Called again after other webhooks changed the pod: none of them may have
+        # given an app container our private volumes.
+        problems = Problems()
+        private_mounts(_mapping(pod.get("spec")), selected=None, problems=problems)
+        problems.raise_if_any()
     if state != "requested":
         return Mutation(outcome=state, patch=[])
     check_shape(pod)

@@ -14,12 +14,15 @@ from typing import Any
 
 from sidecar.config import BIN_DIR, SIGNAL_MARK_DIR, SignalAction
 from webhook.annotations import InjectRequest
-from webhook.containers import AGENT, INIT, VOLUMES
+from webhook.containers import AGENT, BIN, INIT, MARK, SECRETS, STATE, TOKEN, VOLUMES
 from webhook.ownership import Ownership, decide, effective_uid
-from webhook.problems import Problems, echo
+from webhook.problems import PREFIX, Problems, echo
 from webhook.settings import WebhookConfig
 
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public"})
+# Volumes no container but ours may mount; the secrets volume is checked apart.
+PRIVATE_VOLUMES = frozenset({TOKEN, STATE, BIN, MARK})
+AGENT_ONLY_VOLUMES = frozenset({TOKEN, STATE})
 # Our init container goes after these, so the agent reaches the store through the mesh.
 MESH_CONTAINERS = frozenset(
     {"istio-init", "istio-validation", "istio-proxy", "linkerd-init",
@@ -74,6 +77,7 @@ def check(
     if request.env:
         _env_checks(request, chosen, problems)
     _mount_clashes(request, chosen, problems)
+    private_mounts(spec, selected={str(c.get("name")) for c in chosen}, problems=problems)
     for action in request.on_change:
         if isinstance(action, SignalAction):
             _signal_check(action, apps, spec=spec, ownership=ownership, problems=problems)
@@ -147,6 +151,48 @@ def _env_checks(request: InjectRequest, chosen: Sequence[Container], problems: P
                     f"env-{env.name}",
                     f"container {name} already defines {env.name}; remove it there or rename it",
                 )
+
+
+def private_mounts(
+    spec: Mapping[str, Any], *, selected: set[str] | None, problems: Problems
+) -> None:
+    """No container but ours may mount the token, the state, the wrapper or the mark;
+    the secrets only read-only, and (when ``selected`` is known) only where selected.
+
+    Mutating admission runs before validation: a pod naming our volumes in its mounts
+    becomes valid once the webhook adds them, so this is checked before, and again
+    on reinvocation (``selected`` None: the pod is already injected).
+    """
+    # Once injected, app containers carry the read-only wrapper and mark mounts we gave.
+    private = PRIVATE_VOLUMES if selected is not None else AGENT_ONLY_VOLUMES
+    read_only = {SECRETS} if selected is not None else {SECRETS, BIN, MARK}
+    for field in ("containers", "initContainers", "ephemeralContainers"):
+        for container in containers_of(spec, field):
+            name = container.get("name")
+            if name in (INIT, AGENT):
+                continue
+            for mount in container.get("volumeMounts") or []:
+                volume = mount.get("name") if isinstance(mount, Mapping) else None
+                if volume in private:
+                    problems.add(
+                        "inject",
+                        f"container {name} mounts volume {volume}, which only latchkey's own "
+                        "containers may mount (it holds the agent's credentials or files); "
+                        "remove that mount",
+                    )
+                elif volume in read_only and mount.get("readOnly") is not True:
+                    problems.add(
+                        "inject",
+                        f"container {name} mounts volume {volume} writable; latchkey mounts "
+                        "it read-only into the containers it selects: remove that mount",
+                    )
+                elif volume == SECRETS and selected is not None and name not in selected:
+                    problems.add(
+                        "inject",
+                        f"container {name} mounts volume {SECRETS} but is not one of the "
+                        "containers that get the secrets; remove that mount or add it to "
+                        f"{PREFIX}containers",
+                    )
 
 
 def _mount_clashes(request: InjectRequest, chosen: Sequence[Container], problems: Problems) -> None:
