@@ -22,9 +22,11 @@ from typing import Any, NoReturn
 import yaml
 
 from webhook.errors import ConfigError, Denied
-from webhook.settings import load_config
+from webhook.settings import load_config, registry_warning
 
 PROG = "latchkey-webhook"
+DESCRIPTION = "Serve admission reviews over HTTPS, or print manifests as they would be injected."
+COMMANDS = ("serve", "inject", "-h", "--help", "--version")
 ENV = {
     "config": "LATCHKEY_CONFIG_FILE",
     "tls_cert_file": "LATCHKEY_TLS_CERT_FILE",
@@ -64,13 +66,38 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("latchkey")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+# What the webhook extra brings; the agent-only install (`pip install latchkey`) lacks it.
+WEB_STACK = ("fastapi", "uvicorn", "jsonpatch", "orjson", "cryptography")
+
+
+def _require_web_stack() -> None:
+    from importlib.util import find_spec
+
+    missing = [name for name in WEB_STACK if find_spec(name) is None]
+    if missing:
+        _fail(
+            "this needs the webhook extra, which this installation lacks "
+            f"(no module {', '.join(missing)}): pip install 'latchkey[webhook]'"
+        )
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve /mutate over HTTPS (the default)")
     serve.add_argument("--config", help=f"admin config YAML (env {ENV['config']})")
@@ -82,7 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     inject = commands.add_parser("inject", help="print manifests as they would be injected")
     inject.add_argument("--config", help=f"admin config YAML (env {ENV['config']})")
     inject.add_argument("-f", "--filename", required=True, help="manifest YAML; - for stdin")
-    inject.add_argument("-n", "--namespace", help="for documents that name none (default)")
+    inject.add_argument(
+        "-n", "--namespace", help="namespace of documents that name none (default: default)"
+    )
     return parser
 
 
@@ -125,6 +154,8 @@ def serve(settings: ServeSettings) -> None:
     config = load_config(settings.config)
     tls = ReloadingTLS(settings.tls_cert_file, settings.tls_key_file)
     configure_logging(settings.log_level)
+    if warning := registry_warning(config):
+        logging.getLogger(PROG).warning(warning)
     server = uvicorn.Config(
         create_app(config, tls=tls),
         host=settings.host,
@@ -142,6 +173,8 @@ def inject(args: argparse.Namespace, env: Mapping[str, str]) -> None:
     from webhook.manifests import inject_manifests
 
     config = load_config(Path(_resolve(args, env, "config")))
+    if warning := registry_warning(config):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     namespace = args.namespace or "default"
     try:
         text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
@@ -160,9 +193,10 @@ def inject(args: argparse.Namespace, env: Mapping[str, str]) -> None:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if env is None else env
-    if not argv or argv[0] not in ("serve", "inject", "-h", "--help"):
+    if not argv or argv[0] not in COMMANDS:
         argv.insert(0, "serve")
     args = _parser().parse_args(argv)
+    _require_web_stack()
     try:
         if args.command == "inject":
             inject(args, env)

@@ -78,6 +78,20 @@ class WebhookConfig(Model):
     guard: GuardSettings = GuardSettings()
 
 
+def registry_warning(config: WebhookConfig) -> str | None:
+    """A warning when ``agent.image`` names no registry: nodes would pull it from Docker
+    Hub, where Latchkey's image is not, and only the app pods would find out."""
+    image = config.agent.image
+    first = image.split("/")[0]
+    if "/" in image and ("." in first or ":" in first or first == "localhost"):
+        return None
+    return (
+        f"agent.image {image} names no registry, so nodes would pull it from Docker Hub "
+        f"(docker.io/{'library/' if '/' not in image else ''}{image}); set agent.image in the "
+        "config to the image you pushed, such as registry.example/latchkey-sidecar:0.1.0"
+    )
+
+
 def load_config(path: Path) -> WebhookConfig:
     """Read and validate the admin's config file; ConfigError says what is wrong."""
     try:

@@ -87,3 +87,20 @@ def test_build_without_a_compiler_names_the_fix(tmp_path: Path) -> None:
     assert "`no-such-cc` was not found" in said
     assert "apt-get install gcc libc6-dev" in said
     assert not list(tmp_path.glob("*.whl"))
+
+
+@pytest.mark.parametrize("command", [["serve"], ["inject", "-f", "-"]])
+def test_webhook_without_its_extra_says_which_to_install(
+    installed: Path, command: list[str]
+) -> None:
+    """``pip install .`` gives the agent only: the webhook says so in one line, no traceback."""
+    done = subprocess.run(
+        [str(installed / "latchkey-webhook"), *command, "--config", "/nonexistent"],
+        capture_output=True, text=True, check=False, input="", cwd=installed,
+    )  # fmt: skip
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("latchkey-webhook: error: this needs the webhook extra")
+    assert "no module fastapi, uvicorn" in line
+    assert line.endswith("pip install 'latchkey[webhook]'")
+    assert "Traceback" not in done.stderr

@@ -192,8 +192,11 @@ def test_the_namespace_is_the_documents_then_the_flag_then_default(
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
+    """The config as an admin writes it, naming the registry the agent image is in."""
+    agent = CONFIG.agent.model_copy(update={"image": "registry.example/latchkey-sidecar:0.1.0"})
+    config = CONFIG.model_copy(update={"agent": agent})
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(CONFIG.model_dump(by_alias=True, exclude_none=True)))
+    path.write_text(yaml.safe_dump(config.model_dump(by_alias=True, exclude_none=True)))
     return path
 
 
@@ -277,3 +280,55 @@ def test_a_text_the_split_cannot_follow_is_dumped_whole() -> None:
     assert_injected(deployment)
     assert configmap == yaml.safe_load(CONFIGMAP)
     assert result.injected == 1
+
+
+@pytest.mark.parametrize(
+    ("image", "warns"),
+    [
+        pytest.param("latchkey-sidecar:0.1.0", True, id="bare-name"),
+        pytest.param("latchkey-dev/latchkey-sidecar:0.1.0", True, id="docker-hub-user"),
+        pytest.param("registry.example/latchkey-sidecar:0.1.0", False, id="registry-host"),
+        pytest.param("registry:5000/latchkey-sidecar:0.1.0", False, id="registry-port"),
+        pytest.param("localhost/latchkey-sidecar:0.1.0", False, id="localhost"),
+    ],
+)
+def test_an_agent_image_without_registry_is_warned_about_in_inject(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], image: str, warns: bool
+) -> None:
+    config = CONFIG.model_copy(update={"agent": CONFIG.agent.model_copy(update={"image": image})})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(by_alias=True, exclude_none=True)))
+    manifest = tmp_path / "deploy.yaml"
+    manifest.write_text(WORKLOADS["Deployment"])
+    main(["inject", "--config", str(path), "-f", str(manifest)], {})
+    warnings = [
+        line for line in capsys.readouterr().err.splitlines() if "names no registry" in line
+    ]
+    if warns:
+        assert warnings == [
+            f"latchkey-webhook: warning: agent.image {image} names no registry, so nodes would "
+            f"pull it from Docker Hub (docker.io/{'' if '/' in image else 'library/'}{image}); "
+            "set agent.image in the config to the image you pushed, such as "
+            "registry.example/latchkey-sidecar:0.1.0"
+        ]
+    else:
+        assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(["--version"], "latchkey-webhook 0.1.0", id="version"),
+        pytest.param(["--help"], "Serve admission reviews over HTTPS, or print", id="help-plain"),
+        pytest.param(["inject", "--help"], "(default: default)", id="inject-namespace-default"),
+    ],
+)
+def test_the_cli_answers_help_and_version_plainly(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv, {})
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert expected in out
+    assert "``" not in out
