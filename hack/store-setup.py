@@ -241,7 +241,11 @@ def apply(store: Store, setup: Setup) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Configure OpenBao or Vault for a cluster: the auth method, a role per "
+        "service account, a read policy per app. Idempotent: run it again after changing the "
+        "plan. The admin token comes from BAO_TOKEN or VAULT_TOKEN, never a flag."
+    )
     parser.add_argument("plan", type=Path, help="the setup plan (YAML)")
     parser.add_argument(
         "--address", default=os.environ.get("BAO_ADDR", os.environ.get("VAULT_ADDR"))

@@ -25,13 +25,33 @@ DEFAULT_DEADLINE = 60.0
 MAX_TIMEOUT = 10.0
 
 
+class _Version(argparse.Action):
+    """``--version``, reading the installed version only when asked (start time)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("latchkey")
+        except PackageNotFoundError:
+            found = "unknown (not installed)"
+        print(f"latchkey-sidecar {found}")
+        parser.exit()
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise ConfigError(f"usage: {message} (see latchkey-sidecar --help)")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="latchkey-sidecar", description="Keep secrets from a store in files.")
+    p = _Parser(
+        prog="latchkey-sidecar",
+        description="Keep secrets from a store in files (and env values for the wrapper).",
+        epilog="Also: latchkey-sidecar probe startup|liveness, the container's exec probes "
+        "(exit 0 when the first write is done / the agent is alive).",
+    )
+    p.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     p.add_argument("--config", help="config file (JSON or YAML); default: $LATCHKEY_CONFIG")
     p.add_argument("--once", action="store_true", help="fetch, write and exit (init mode)")
     p.add_argument(

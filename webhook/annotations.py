@@ -9,6 +9,7 @@ is denied once with every one of them.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar, cast, get_args
@@ -123,12 +124,34 @@ def _ours(annotations: Mapping[str, object], problems: Problems) -> dict[str, st
             continue
         name = key.removeprefix(PREFIX)
         if not isinstance(value, str):
-            problems.add(name, f"{echo(value)} is not a string; quote it in YAML")
+            problems.add(name, _not_a_string(name, value))
         elif name in PLAIN or name.startswith(PER_NAME):
             ours[name] = value
         else:
             problems.add(name, _unknown(name))
     return ours
+
+
+def _not_a_string(name: str, value: object) -> str:
+    """Annotations are strings; YAML turns unquoted 0440, true or 30 into other types."""
+    if name.startswith("file-mode-") and isinstance(value, int) and not isinstance(value, bool):
+        mode = f"0{value:o}"
+        return (
+            f"is the number {value}: YAML read the unquoted {mode} as octal; "
+            f'quote it: {PREFIX}{name}: "{mode}"'
+        )
+    if isinstance(value, bool | int | float):
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        return (
+            f"{echo(value)} is not a string; quote it in YAML: {PREFIX}{name}: {json.dumps(text)}"
+        )
+    return f"{echo(value)} is not a string; quote it in YAML"
+
+
+def file_name_problem(name: str) -> str:
+    """Why ``name`` is not a file name, pointing at the lower-case form when that is one."""
+    hint = f"; names are lower case: {echo(name.lower())}" if is_file_name(name.lower()) else ""
+    return f"{echo(name)} is not a file name: {_FILE_RULES}{hint}"
 
 
 def _unknown(name: str) -> str:
@@ -167,7 +190,7 @@ def _files(
     files = []
     for name in sorted(n.removeprefix("secret-") for n in ours if n.startswith("secret-")):
         if not is_file_name(name):
-            problems.add(f"secret-{name}", f"{echo(name)} is not a file name: {_FILE_RULES}")
+            problems.add(f"secret-{name}", file_name_problem(name))
             continue
         ref = get(f"secret-{name}", _ref(aws=aws, key_required=False), default=None)
         if ref is None:
@@ -222,7 +245,9 @@ def _combinations(
     secrets = {n.removeprefix("secret-") for n in given if n.startswith("secret-")}
     for name in sorted(n for n in ours if n.startswith(PER_FILE)):
         target = name.split("-", 2 if name.startswith("file-mode-") else 1)[-1]
-        if target not in secrets:
+        if not is_file_name(target):
+            problems.add(name, file_name_problem(target))
+        elif target not in secrets:
             problems.add(name, f"there is no {PREFIX}secret-{target} for it to apply to")
     for file in files.values():
         if file.format == "raw" and file.key is None:
@@ -233,7 +258,9 @@ def _combinations(
         problems.add("on-change", "cannot be used with init-only: no agent runs after the start")
     if request.init_only and "refresh" in ours:
         problems.add("refresh", "cannot be used with init-only: no agent runs after the start")
-    if not any(n.startswith(("secret-", "env-")) for n in given):
+    unknown = {n for n in given if n not in PLAIN and not n.startswith(PER_NAME)}
+    # A misspelt secret- key is reported as unknown; "asks for no secrets" would mislead.
+    if not any(n.startswith(("secret-", "env-")) for n in given) and not unknown:
         problems.add(
             "inject", f"the pod asks for no secrets: add {PREFIX}secret-<name> or {PREFIX}env-<VAR>"
         )

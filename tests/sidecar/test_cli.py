@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,25 @@ def test_probe_imports_neither_pydantic_nor_httpx(tmp_path: Path) -> None:
         [*agent_argv()[:1], "-c", code], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip().endswith("[]")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(["--version"], "latchkey-sidecar 0.1.0", id="version"),
+        pytest.param(["--help"], "latchkey-sidecar probe startup|liveness", id="help-lists-probe"),
+    ],
+)
+def test_help_and_version(argv: list[str], expected: str) -> None:
+    done = run_agent(*argv)
+    assert done.returncode == 0, done.stderr
+    assert expected in " ".join(done.stdout.split())
+
+
+def test_store_setup_help_is_whole_sentences() -> None:
+    script = Path(__file__).parents[2] / "hack" / "store-setup.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=True
+    )
+    description = " ".join(done.stdout.split("positional arguments")[0].split()[3:])
+    assert description.endswith("never a flag."), description

@@ -498,3 +498,38 @@ def test_store_paths(value: str, aws: bool, expected: tuple[str, str | None]) ->
 def test_config_used_here_is_the_fixture() -> None:
     assert isinstance(CONFIG, WebhookConfig)
     assert sorted(CONFIG.stores) == ["aws", "default", "team-vault"]
+
+
+@pytest.mark.parametrize(
+    ("annotations", "name", "message"),
+    [
+        pytest.param(
+            {K + "file-mode-db": 0o440}, "file-mode-db",
+            'is the number 288: YAML read the unquoted 0440 as octal; quote it: '
+            'latchkey.dev/file-mode-db: "0440"',
+            id="unquoted-octal-mode",
+        ),
+        pytest.param(
+            {K + "inject": True}, "inject",
+            'is not a string; quote it in YAML: latchkey.dev/inject: "true"',
+            id="unquoted-bool",
+        ),
+        pytest.param(
+            {K + "file-mode-dB": "0440"}, "file-mode-dB",
+            "names are lower case: \"db\"", id="upper-case-name",
+        ),
+        pytest.param(
+            {K + "secret-DB": "secret/data/db"}, "secret-DB",
+            "names are lower case: \"db\"", id="upper-case-secret",
+        ),
+    ],
+)  # fmt: skip
+def test_messages_say_how_to_write_it(annotations: dict[str, Any], name: str, message: str) -> None:
+    error = denial(annotations)
+    assert f"annotation {K}{name}: " in str(error)
+    assert message in str(error)
+
+
+def test_a_misspelt_secret_key_is_the_only_problem_named() -> None:
+    error = denial({K + "secret-db": None, K + "secrt-db": "secret/data/db"})
+    assert str(error) == (f"annotation {K}secrt-db: unknown annotation; did you mean {K}secret-db?")
