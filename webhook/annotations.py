@@ -30,7 +30,7 @@ PER_FILE = ("format-", "template-", "file-mode-")
 PER_NAME = ("secret-", "env-", *PER_FILE)
 FORMATS: tuple[str, ...] = get_args(Format)
 
-Optin = Literal["not-requested", "already-injected", "requested"]
+Optin = Literal["not-requested", "opted-out", "stray", "already-injected", "requested"]
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,48 @@ class InjectRequest:
 
 
 def opt_in(annotations: Mapping[str, object]) -> Optin:
-    """Whether the pod wants injection; only an explicit ``inject`` other than "false" counts."""
-    if INJECT_KEY not in annotations or annotations[INJECT_KEY] == "false":
-        return "not-requested"
+    """Whether the pod wants injection.
+
+    The webhook is sent every pod with an annotation under ``latchkey.dev/`` (the
+    matchConditions), so a bad ``inject`` value or a misspelt key is denied rather
+    than starting the pod without its secrets: ``inject`` other than "false" is a
+    request (parsed, so "True" is refused); no ``inject`` beside other keys of ours
+    is ``stray`` (denied); ``inject: "false"`` is an explicit opt-out.
+    """
+    ours = [k for k in annotations if isinstance(k, str) and k.startswith(PREFIX)]
     if STATUS_KEY in annotations:
         return "already-injected"
+    if INJECT_KEY not in annotations:
+        return "stray" if ours else "not-requested"
+    if annotations[INJECT_KEY] == "false":
+        return "opted-out"
     return "requested"
+
+
+def stray(annotations: Mapping[str, object], problems: Problems) -> None:
+    """Problems of a pod with annotations of ours but no ``inject``: each unknown key by
+    name (a misspelt ``injekt``), and the missing opt-in."""
+    ours = _ours(annotations, problems)
+    problems.add(
+        "inject",
+        f"missing: the pod has {PREFIX} annotations ({', '.join(sorted(ours)) or 'none valid'}) "
+        f'but does not opt in; add {PREFIX}inject: "true", or remove them',
+    )
+
+
+def ignored_warning(annotations: Mapping[str, object]) -> str | None:
+    """For ``inject: "false"``: the other annotations of ours do nothing; say so."""
+    others = sorted(
+        str(k).removeprefix(PREFIX)
+        for k in annotations
+        if str(k).startswith(PREFIX) and k != INJECT_KEY
+    )
+    if not others:
+        return None
+    return (
+        f'latchkey: {PREFIX}inject is "false", so {", ".join(others)} '
+        f"{'is' if len(others) == 1 else 'are'} ignored and the pod gets no secrets"
+    )
 
 
 def parse(

@@ -21,7 +21,9 @@ import yaml
 from webhook.diff import clone
 from webhook.errors import Denied
 from webhook.mutate import mutate_pod
+from webhook.problems import PREFIX
 from webhook.settings import WebhookConfig
+from webhook.targets import SYSTEM_NAMESPACES
 
 # kind -> (API group, path from the document to its pod template)
 WORKLOADS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -34,6 +36,9 @@ WORKLOADS: dict[str, tuple[str, tuple[str, ...]]] = {
     "CronJob": ("batch", ("spec", "jobTemplate", "spec", "template")),
 }
 DOCUMENT_START = re.compile(r"^---(?=\s|$)", re.MULTILINE)
+# The install's namespaceSelector: pods here never reach the webhook (the kustomize
+# tests keep this equal to manifests/base).
+EXCLUDED_NAMESPACES = frozenset({*SYSTEM_NAMESPACES, "latchkey"})
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,12 @@ def inject_document(
         return doc, ()
     namespace = (doc.get("metadata") or {}).get("namespace") or namespace
     pod = template if not path else _as_pod(template)
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if namespace in EXCLUDED_NAMESPACES and any(str(k).startswith(PREFIX) for k in annotations):
+        return doc, (
+            f"{_where(doc)}: would not reach the webhook: the install's namespaceSelector "
+            f"excludes namespace {namespace}, so the pod would start without secrets",
+        )
     try:
         mutation = mutate_pod(pod, namespace=namespace, config=config)
     except Denied as exc:

@@ -23,7 +23,14 @@ from sidecar.config import (
     store_audience,
 )
 from webhook import containers as build
-from webhook.annotations import STATUS_KEY, InjectRequest, opt_in, parse
+from webhook.annotations import (
+    STATUS_KEY,
+    InjectRequest,
+    ignored_warning,
+    opt_in,
+    parse,
+    stray,
+)
 from webhook.diff import diff, writable_copy
 from webhook.problems import PREFIX, Problems
 from webhook.settings import WebhookConfig
@@ -58,8 +65,17 @@ def mutate_pod(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig)
         problems = Problems()
         private_mounts(_mapping(pod.get("spec")), selected=None, problems=problems)
         problems.raise_if_any()
+    if state == "stray":
+        problems = Problems()
+        stray(annotations, problems)
+        problems.raise_if_any()
+    if state == "opted-out":
+        warning = ignored_warning(annotations)
+        return Mutation(outcome="not-requested", patch=[], warnings=(warning,) if warning else ())
     if state != "requested":
-        return Mutation(outcome=state, patch=[])
+        return Mutation(
+            outcome="already-injected" if state == "already-injected" else "not-requested", patch=[]
+        )
     check_shape(pod)
     problems = Problems()
     request = parse(annotations, config=config, problems=problems)

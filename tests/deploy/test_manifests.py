@@ -128,3 +128,14 @@ def test_own_overlay_replaces_the_config_as_the_docs_say(tmp_path: Path) -> None
     config_map = by_kind(docs, "ConfigMap")
     assert config_map["metadata"]["name"] == "latchkey-config"
     assert config_map["data"]["config.yaml"] == config
+
+
+@pytest.mark.parametrize("kind", ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"])
+def test_the_preview_excludes_the_namespaces_the_install_excludes(
+    rendered: Docs, kind: str
+) -> None:
+    from webhook.manifests import EXCLUDED_NAMESPACES
+
+    for webhook in by_kind(rendered["cert-manager"], kind)["webhooks"]:
+        (excluded,) = webhook["namespaceSelector"]["matchExpressions"]
+        assert set(excluded["values"]) == EXCLUDED_NAMESPACES

@@ -1,8 +1,9 @@
 """The webhook's matchConditions, evaluated with a real CEL implementation (cel-python).
 
-``failurePolicy: Fail`` is only safe because these conditions keep every pod that did
-not opt in away from the webhook: this is the line between "annotated pods wait for
-Latchkey" and "no pod in the cluster can start while Latchkey is down".
+``failurePolicy: Fail`` is only safe because these conditions keep every pod without
+an annotation of ours away from the webhook: this is the line between "annotated pods
+wait for Latchkey" and "no pod in the cluster can start while Latchkey is down". Every
+pod with one is sent, so a bad value is denied by name instead of ignored.
 """
 
 from __future__ import annotations
@@ -56,20 +57,26 @@ def _pod(metadata: dict[str, Any]) -> dict[str, Any]:
             True,
             id="opted-in-with-others",
         ),
-        pytest.param({"annotations": {INJECT: "false"}}, False, id="false"),
-        pytest.param({"annotations": {INJECT: "True"}}, False, id="capitalised-true"),
-        pytest.param({"annotations": {INJECT: ""}}, False, id="empty-value"),
-        pytest.param({"name": "web"}, False, id="no-annotations-at-all"),
-        pytest.param({"annotations": {}}, False, id="empty-annotations"),
+        # Sent so that the webhook denies them by name: they must not start silently.
+        pytest.param({"annotations": {INJECT: "True"}}, True, id="capitalised-true"),
+        pytest.param({"annotations": {INJECT: "yes"}}, True, id="yes"),
+        pytest.param({"annotations": {INJECT: ""}}, True, id="empty-value"),
+        pytest.param({"annotations": {"latchkey.dev/injekt": "true"}}, True, id="misspelt-key"),
         pytest.param(
             {"annotations": {"prometheus.io/scrape": "true", "latchkey.dev/secret-db": "kv/db"}},
-            False,
-            id="other-annotations-only",
+            True,
+            id="secret-without-inject",
         ),
+        pytest.param({"annotations": {INJECT: "false"}}, True, id="opted-out"),
+        # Never sent: no annotation of ours at all.
+        pytest.param({"name": "web"}, False, id="no-annotations-at-all"),
+        pytest.param({"annotations": {}}, False, id="empty-annotations"),
+        pytest.param({"annotations": {"prometheus.io/scrape": "true"}}, False, id="others-only"),
+        pytest.param({"annotations": {"xlatchkey.dev/inject": "true"}}, False, id="other-domain"),
         pytest.param({"labels": {INJECT: "true"}}, False, id="label-not-annotation"),
     ],
 )
-def test_only_opted_in_pods_reach_the_webhook(
+def test_every_latchkey_annotated_pod_reaches_the_webhook(
     matches: Matcher, metadata: dict[str, Any], expected: bool
 ) -> None:
     assert matches(_pod(metadata)) is expected
@@ -83,10 +90,11 @@ def test_only_opted_in_pods_reach_the_webhook(
         max_size=6,
     )
 )
-def test_condition_is_exactly_inject_equals_true(
+def test_condition_is_exactly_an_annotation_under_our_prefix(
     matches: Matcher, annotations: dict[str, str]
 ) -> None:
-    assert matches(_pod({"annotations": annotations})) is (annotations.get(INJECT) == "true")
+    ours = any(key.startswith("latchkey.dev/") for key in annotations)
+    assert matches(_pod({"annotations": annotations})) is ours
 
 
 # --- latchkey-guard: updates of injected pods ------------------------------------------

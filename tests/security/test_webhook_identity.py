@@ -46,7 +46,7 @@ def test_blast_radius_is_opted_in_pod_creations(docs: Docs) -> None:
          "resources": ["pods"], "scope": "Namespaced"},
     ]  # fmt: skip
     (condition,) = webhook["matchConditions"]
-    assert "object.metadata.annotations['latchkey.dev/inject'] == 'true'" in condition["expression"]
+    assert "k.startsWith('latchkey.dev/')" in condition["expression"]
     (excluded,) = webhook["namespaceSelector"]["matchExpressions"]
     assert excluded["operator"] == "NotIn"
     assert {"kube-system", "kube-public"} <= set(excluded["values"])

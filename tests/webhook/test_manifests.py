@@ -15,7 +15,6 @@ import yaml
 
 from tests.webhook.test_app import CONFIG
 from webhook.__main__ import main
-from webhook.errors import Denied
 from webhook.manifests import inject_document, inject_manifests, split_documents
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,27 +166,27 @@ def test_a_list_is_injected_item_by_item() -> None:
 
 
 @pytest.mark.parametrize(
-    ("doc_namespace", "flag", "denied"),
+    ("doc_namespace", "flag", "excluded"),
     [
-        pytest.param(None, None, False, id="default"),
-        pytest.param(None, "kube-system", True, id="flag-used-when-document-names-none"),
-        pytest.param("shop", "kube-system", False, id="document-wins-over-flag"),
-        pytest.param("kube-public", "shop", True, id="document-namespace-used"),
+        pytest.param(None, None, None, id="default"),
+        pytest.param(None, "kube-system", "kube-system", id="flag-used-when-document-names-none"),
+        pytest.param("shop", "kube-system", None, id="document-wins-over-flag"),
+        pytest.param("kube-public", "shop", "kube-public", id="document-namespace-used"),
     ],
 )
 def test_the_namespace_is_the_documents_then_the_flag_then_default(
-    doc_namespace: str | None, flag: str | None, denied: bool
+    doc_namespace: str | None, flag: str | None, excluded: str | None
 ) -> None:
     doc = yaml.safe_load(WORKLOADS["Deployment"])
     if doc_namespace:
         doc["metadata"]["namespace"] = doc_namespace
     text = yaml.safe_dump(doc)
-    if not denied:
-        injected = inject_manifests(text, config=CONFIG, namespace=flag or "default")
-        assert_injected(yaml.safe_load(injected.text))
+    result = inject_manifests(text, config=CONFIG, namespace=flag or "default")
+    if excluded is None:
+        assert_injected(yaml.safe_load(result.text))
         return
-    with pytest.raises(Denied, match=r"^Deployment/shop: .*system namespace"):
-        inject_manifests(text, config=CONFIG, namespace=flag or "default")
+    assert result.injected == 0
+    assert f"excludes namespace {excluded}" in result.warnings[0]
 
 
 @pytest.fixture
@@ -332,3 +331,14 @@ def test_the_cli_answers_help_and_version_plainly(
     out = " ".join(capsys.readouterr().out.split())
     assert expected in out
     assert "``" not in out
+
+
+@pytest.mark.parametrize("namespace", ["kube-system", "latchkey"])
+def test_a_pod_the_cluster_would_never_send_is_reported(namespace: str) -> None:
+    """The preview says what the cluster does: in an excluded namespace, no secrets."""
+    result = inject_manifests(WORKLOADS["Deployment"], config=CONFIG, namespace=namespace)
+    assert result.injected == 0
+    assert result.warnings == (
+        "Deployment/shop: would not reach the webhook: the install's namespaceSelector "
+        f"excludes namespace {namespace}, so the pod would start without secrets",
+    )

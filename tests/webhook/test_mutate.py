@@ -19,6 +19,7 @@ import pytest
 from sidecar.config import CONFIG_ENV, AgentConfig
 from tests.kube import VERSIONS, as_pod, validate
 from webhook.containers import AGENT, INIT, TOKEN
+from webhook.errors import Denied
 from webhook.mutate import mutate_pod
 from webhook.ownership import GROUP_READ, OWNER_ONLY, WORLD_READ
 from webhook.settings import WebhookConfig, load_config
@@ -156,6 +157,50 @@ DB = {"latchkey.dev/secret-db": "secret/data/db"}
 
 
 @pytest.mark.parametrize(
+    ("annotations", "message"),
+    [
+        pytest.param(
+            {"latchkey.dev/secret-db": "x"},
+            "annotation latchkey.dev/inject: missing: the pod has latchkey.dev/ annotations "
+            '(secret-db) but does not opt in; add latchkey.dev/inject: "true", or remove them',
+            id="secrets-without-inject",
+        ),
+        pytest.param(
+            {"latchkey.dev/injekt": "true", **DB},
+            "annotation latchkey.dev/injekt: unknown annotation; did you mean latchkey.dev/inject?",
+            id="misspelt-inject",
+        ),
+        pytest.param(
+            {"latchkey.dev/inject": "True", **DB},
+            'annotation latchkey.dev/inject: "True" is not a boolean: use "true" or "false"',
+            id="capitalised-true",
+        ),
+    ],
+)
+def test_pods_that_meant_to_opt_in_are_denied_not_ignored(
+    annotations: dict[str, str], message: str, configs: dict[str, WebhookConfig]
+) -> None:
+    """The matchConditions send every pod with an annotation of ours (tests/deploy)."""
+    pod = {"metadata": {"annotations": annotations}, "spec": {"containers": [{"name": "a"}]}}
+    with pytest.raises(Denied) as denied:
+        mutate_pod(pod, namespace="shop", config=configs["native"])
+    assert message in str(denied.value)
+
+
+def test_an_explicit_opt_out_is_allowed_and_says_what_it_ignores(
+    configs: dict[str, WebhookConfig],
+) -> None:
+    annotations = {"latchkey.dev/inject": "false", **DB}
+    pod = {"metadata": {"annotations": annotations}, "spec": {"containers": [{"name": "a"}]}}
+    mutation = mutate_pod(pod, namespace="shop", config=configs["native"])
+    assert (mutation.outcome, mutation.patch) == ("not-requested", [])
+    assert mutation.warnings == (
+        'latchkey: latchkey.dev/inject is "false", so secret-db is ignored and the pod gets '
+        "no secrets",
+    )
+
+
+@pytest.mark.parametrize(
     ("annotations", "outcome"),
     [
         pytest.param({}, "not-requested", id="no-annotations"),
@@ -169,7 +214,6 @@ DB = {"latchkey.dev/secret-db": "secret/data/db"}
             "not-requested",
             id="inject-false-ignores-invalid",
         ),
-        pytest.param({"latchkey.dev/secret-db": "x"}, "not-requested", id="secrets-without-inject"),
         pytest.param(
             {"latchkey.dev/inject": "true", "latchkey.dev/status": "injected", **DB},
             "already-injected",
