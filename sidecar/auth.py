@@ -10,28 +10,39 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 
 from sidecar.errors import TokenError
+
+# Off a cluster no kubelet writes the projected token: say where one comes from.
+OFF_CLUSTER = (
+    "; off a cluster, give --token-path FILE with a token from "
+    "`kubectl create token SA -n NAMESPACE --audience AUDIENCE --duration 1h`, "
+    "or log in with a store token: --auth-method token and $BAO_TOKEN or $VAULT_TOKEN"
+)
+TOKEN_ENV = ("BAO_TOKEN", "VAULT_TOKEN")
 
 
 class TokenFile:
     """One projected token file; knows whether it changed since the last login."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, what: str = "projected token file") -> None:
         self.path = Path(path)
+        self.what = what
         self._digest: bytes | None = None
 
     def _read(self) -> str:
         try:
             token = self.path.read_text(encoding="utf-8").strip()
         except FileNotFoundError as exc:
-            raise TokenError(f"projected token file {self.path} does not exist") from exc
+            hint = OFF_CLUSTER if self.what == "projected token file" else ""
+            raise TokenError(f"{self.what} {self.path} does not exist{hint}") from exc
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise TokenError(f"projected token file {self.path} is unreadable: {reason}") from exc
+            raise TokenError(f"{self.what} {self.path} is unreadable: {reason}") from exc
         if not token:
-            raise TokenError(f"projected token file {self.path} is empty")
+            raise TokenError(f"{self.what} {self.path} is empty")
         return token
 
     def read(self) -> str:
@@ -62,3 +73,33 @@ class TokenFile:
         except TokenError:
             return False
         return hashlib.sha256(token.encode()).digest() != self._digest
+
+
+class EnvToken:
+    """A store token given in the environment (token auth of the standalone agent).
+
+    Same interface as :class:`TokenFile`; it never rotates. Read once, at start, so a
+    later change of the environment means nothing.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        name = next((n for n in TOKEN_ENV if environ.get(n, "").strip()), None)
+        if name is None:
+            raise TokenError(
+                "token auth needs a store token: set $BAO_TOKEN or $VAULT_TOKEN, "
+                "or give --store-token-file FILE"
+            )
+        self.path = Path(f"${name}")
+        self._token = environ[name].strip()
+
+    def read(self) -> str:
+        return self._token
+
+    def remember(self) -> None:
+        """Nothing to remember: the token never changes."""
+
+    def forget(self) -> None:
+        """Nothing to forget: the token never changes."""
+
+    def rotated(self) -> bool:
+        return False

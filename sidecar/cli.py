@@ -64,7 +64,14 @@ def parser() -> argparse.ArgumentParser:
     store.add_argument("--address", help="https://vault.example:8200")
     store.add_argument("--ca-file", help="PEM file of CA certificates to trust")
     store.add_argument("--namespace", help="Vault/OpenBao namespace")
-    store.add_argument("--auth-method", choices=["jwt", "kubernetes"], default="jwt")
+    store.add_argument(
+        "--auth-method",
+        choices=["jwt", "kubernetes", "token"],
+        default="jwt",
+        help="jwt or kubernetes: log in with --token-path; token: use a store token "
+        "($BAO_TOKEN, $VAULT_TOKEN or --store-token-file)",
+    )
+    store.add_argument("--store-token-file", help="token auth: file holding the store token")
     store.add_argument("--auth-mount", help="auth mount path (default: the method's name)")
     store.add_argument("--audience", default="vault", help="audience of the projected token")
     what = p.add_argument_group("what to fetch (added to the config's)")
@@ -76,8 +83,16 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--file-mode", action="append", default=[], metavar="NAME=OCTAL")
     what.add_argument("--env", action="append", default=[], metavar="VAR=PATH#KEY")
     what.add_argument("--env-file", help="where to write the env values (default: STATE_DIR/env)")
-    what.add_argument("--secrets-dir", help="directory of the secret files")
-    what.add_argument("--state-dir", help="directory of the probes' ready/alive files")
+    what.add_argument(
+        "--secrets-dir",
+        help="directory of the secret files (in a pod /latchkey/secrets; off a cluster, "
+        "with flags only, ./latchkey-secrets)",
+    )
+    what.add_argument(
+        "--state-dir",
+        help="the agent's own files: probes, saved login (in a pod /var/run/latchkey.dev/"
+        "state; off a cluster ./latchkey-state)",
+    )
     what.add_argument("--wrapper-dir", help="install the env wrapper here")
     what.add_argument("--refresh", help="re-read interval of static secrets: 30s, 5m, 1h")
     p.add_argument(
@@ -90,11 +105,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str], environ: Mapping[str, str], *, log: Log) -> int:
-    from sidecar.sources import apply_flags, load_base, validate
+    from sidecar.sources import apply_flags, load_base, off_cluster, validate
 
     args = parser().parse_args(argv)
     base, source = load_base(args, environ)
-    config = validate(apply_flags(base, args), source=source)
+    standalone = off_cluster(source, environ)
+    config = validate(apply_flags(base, args, standalone=standalone), source=source)
+    if standalone:
+        log.info(
+            "off a cluster: files go under",
+            secrets_dir=config.secrets_dir,
+            state_dir=config.state_dir,
+        )
     if not config.files and not config.env:
         raise ConfigError(f"{source}: no files and no env: nothing to fetch")
     if args.metrics_port is not None and (args.once or not 0 < args.metrics_port < 65536):
@@ -104,7 +126,7 @@ def run(argv: Sequence[str], environ: Mapping[str, str], *, log: Log) -> int:
     from sidecar.stores import open_store
 
     timeout = min(MAX_TIMEOUT, args.deadline) if args.once else MAX_TIMEOUT
-    store = open_store(config, log=log, timeout=timeout)
+    store = open_store(config, log=log, timeout=timeout, environ=environ)
     _start_up_done()
     agent = Agent(config, store, log=log)
     if args.once:

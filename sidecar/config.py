@@ -15,7 +15,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 CONFIG_VERSION: Literal[1] = 1
@@ -97,11 +97,25 @@ class Model(BaseModel):
 
 
 class VaultAuth(Model):
-    """How the agent logs in to Vault/OpenBao with the projected token."""
+    """How the agent logs in to Vault/OpenBao: with the projected token (``jwt``,
+    ``kubernetes``), or, for the standalone agent only, with a store token it is
+    given (``token``: from ``tokenFile``, else ``$BAO_TOKEN`` or ``$VAULT_TOKEN``;
+    never logged, never renewed or revoked: it is not the agent's)."""
 
-    method: Literal["jwt", "kubernetes"] = "jwt"
+    method: Literal["jwt", "kubernetes", "token"] = "jwt"
     mount: str = Field(default="", description="auth mount path; empty means the method's name")
-    audience: str = Field(min_length=1, description="audience of the projected token")
+    audience: str = Field(default="", description="audience of the projected token")
+    token_file: str | None = Field(
+        default=None, description="token method: file holding the store token"
+    )
+
+    @model_validator(mode="after")
+    def _needs_audience(self) -> VaultAuth:
+        if self.method != "token" and not self.audience:
+            raise ValueError(f"auth.audience is required for the {self.method} method")
+        if self.method != "token" and self.token_file is not None:
+            raise ValueError("auth.tokenFile is for the token method only")
+        return self
 
     @property
     def mount_path(self) -> str:
@@ -188,7 +202,9 @@ class AgentConfig(Model):
 
     version: Literal[1] = CONFIG_VERSION
     store: StoreConfig
-    role: str = Field(min_length=1, description="store role (Vault) or role ARN (AWS)")
+    role: str = Field(
+        default="", description="store role (Vault) or role ARN (AWS); none with token auth"
+    )
     token_path: str = str(TOKEN_PATH)
     secrets_dir: str = str(DEFAULT_MOUNT_PATH)
     state_dir: str = str(STATE_DIR)
@@ -202,6 +218,13 @@ class AgentConfig(Model):
     )
     refresh_seconds: int = Field(default=300, ge=MIN_REFRESH_SECONDS, le=MAX_REFRESH_SECONDS)
     on_change: tuple[OnChange, ...] = ()
+
+    @model_validator(mode="after")
+    def _needs_role(self) -> AgentConfig:
+        token_auth = self.store.kind == "vault" and self.store.auth.method == "token"
+        if not self.role and not token_auth:
+            raise ValueError("role is required (the store role, or the role ARN for AWS)")
+        return self
 
     def to_json(self) -> str:
         """The compact JSON that travels in ``LATCHKEY_CONFIG``."""

@@ -75,9 +75,25 @@ def _parse(text: str, *, source: str, yaml_ok: bool) -> dict[str, Any]:
     return data
 
 
-def apply_flags(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Lay the standalone flags over ``config``."""
+# Off a cluster (flags only, no Kubernetes service in the environment) the in-pod
+# defaults /latchkey/secrets and /var/run/latchkey.dev/state make no sense.
+OFF_CLUSTER_DIRS = {"secretsDir": "latchkey-secrets", "stateDir": "latchkey-state"}
+
+
+def off_cluster(source: str, environ: Mapping[str, str]) -> bool:
+    """A standalone run on a laptop or in CI: the config is flags, and no pod around it."""
+    return source == "flags" and "KUBERNETES_SERVICE_HOST" not in environ
+
+
+def apply_flags(
+    config: dict[str, Any], args: argparse.Namespace, *, standalone: bool = False
+) -> dict[str, Any]:
+    """Lay the standalone flags over ``config``; ``standalone``: default the directories
+    to ones under the current directory (:data:`OFF_CLUSTER_DIRS`)."""
     config = dict(config)
+    if standalone:
+        for key, directory in OFF_CLUSTER_DIRS.items():
+            config.setdefault(key, str(Path.cwd() / directory))
     if args.address:
         config["store"] = _store_from_flags(args)
     scalars = {
@@ -107,12 +123,13 @@ def _store_from_flags(args: argparse.Namespace) -> dict[str, Any]:
         "kind": "vault",
         "address": args.address,
         "namespace": args.namespace or "",
-        "auth": {
-            "method": args.auth_method,
-            "mount": args.auth_mount or "",
-            "audience": args.audience,
-        },
+        "auth": {"method": args.auth_method, "mount": args.auth_mount or ""},
     }
+    if args.auth_method == "token":
+        if args.store_token_file:
+            store["auth"]["tokenFile"] = args.store_token_file
+    else:
+        store["auth"]["audience"] = args.audience
     if args.ca_file:
         try:
             store["caBundle"] = Path(args.ca_file).read_text(encoding="utf-8")

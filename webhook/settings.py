@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from sidecar.config import (
     DEFAULT_MOUNT_PATH,
@@ -76,6 +76,16 @@ class WebhookConfig(Model):
     agent: AgentSettings = AgentSettings()
     defaults: Defaults = Defaults()
     guard: GuardSettings = GuardSettings()
+
+    @model_validator(mode="after")
+    def _pods_use_their_own_token(self) -> WebhookConfig:
+        for name, store in self.stores.items():
+            if store.kind == "vault" and store.auth.method == "token":
+                raise ValueError(
+                    f"stores.{name}.auth.method: token is for the standalone agent only; "
+                    "pods log in with their own service-account token (jwt or kubernetes)"
+                )
+        return self
 
 
 def registry_warning(config: WebhookConfig) -> str | None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import httpx
 
-from sidecar.auth import TokenFile
+from sidecar.auth import EnvToken, TokenFile
 from sidecar.config import VaultStore as VaultConfig
 from sidecar.errors import (
     AgentError,
@@ -43,7 +43,7 @@ class VaultStore:
         config: VaultConfig,
         *,
         role: str,
-        token_file: TokenFile,
+        token_file: TokenFile | EnvToken,
         log: Log,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
@@ -78,7 +78,9 @@ class VaultStore:
         self._renew_at = float("inf")
         self._expires_at = float("inf")
         self._renewable = False
-        self._adoptable = state is not None
+        # A store token we are given is not ours: never saved, renewed or revoked.
+        self._given_token = config.auth.method == "token"
+        self._adoptable = state is not None and not self._given_token
 
     # --- HTTP and the error boundary -----------------------------------------------
 
@@ -118,6 +120,9 @@ class VaultStore:
             self._login()
 
     def _login(self) -> None:
+        if self._given_token:
+            self._take_given_token()
+            return
         jwt = self._token_file.read()
         what = f'logging in as role "{self.role}" at auth mount "{self.mount}"'
         body = self._call(
@@ -135,6 +140,27 @@ class VaultStore:
         self._log.debug(
             "logged in", store=self.address, role=self.role, mount=self.mount, ttl=self._ttl
         )
+
+    def _take_given_token(self) -> None:
+        """Token auth: check the given token and use it; at two thirds of its life left
+        it is looked up again (re-read, when it comes from a file)."""
+        token = self._token_file.read()
+        source = self._token_file.path
+        try:
+            body = self._call(
+                "GET", "auth/token/lookup-self", what=f"checking the store token from {source}",
+                token=token,
+            )  # fmt: skip
+        except PermissionDenied as exc:
+            raise LoginDenied(
+                f"store {self.address} refused the store token from {source}: "
+                "it is invalid, expired or revoked"
+            ) from exc
+        remaining = float((body.get("data") or {}).get("ttl") or 0)
+        self._token, self.accessor = token, None
+        self._generation += 1
+        self._set_ttl(remaining, remaining=remaining, renewable=False)
+        self._log.info("using the given store token", store=self.address, source=str(source))
 
     def _set_ttl(self, ttl: float, *, remaining: float, renewable: bool) -> None:
         """``ttl``: the token's full TTL (what renewals ask for); ``remaining``: its life left."""
@@ -276,7 +302,7 @@ class VaultStore:
 
     def close(self, *, revoke: bool) -> None:
         token, self._token = self._token, None
-        if revoke and token:
+        if revoke and token and not self._given_token:
             try:
                 self._call(
                     "POST", "auth/token/revoke-self", what="revoking the store token", token=token
