@@ -26,9 +26,9 @@ import httpx
 import jsonpatch
 import yaml
 
-from hack.certs import KeyPair, issue, make_ca, write_pair
 from hack.localstore import OpenBao, free_port
 from hack.procs import terminate, wait_ready
+from webhook.certs import KeyPair, issue, make_ca, write_pair
 
 WEBHOOK = Path(sys.executable).with_name("latchkey-webhook")
 POD_DEFAULTS: dict[str, Any] = {

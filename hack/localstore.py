@@ -22,8 +22,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from hack.certs import KeyPair, issue, make_ca, write_pair
 from hack.procs import terminate, wait_ready
+from webhook.certs import KeyPair, issue, make_ca, write_pair
 
 ISSUER_URL = "https://kubernetes.default.svc.cluster.local"
 ROOT_TOKEN = "latchkey-dev-root"

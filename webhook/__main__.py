@@ -26,7 +26,12 @@ from webhook.settings import load_config, registry_warning
 
 PROG = "latchkey-webhook"
 DESCRIPTION = "Serve admission reviews over HTTPS, or print manifests as they would be injected."
-COMMANDS = ("serve", "inject", "-h", "--help", "--version")
+# Admin tools with their own flags: ``latchkey-webhook NAME --help`` shows them.
+TOOLS = {
+    "store-setup": ("webhook.store_setup", "configure OpenBao or Vault for the cluster's pods"),
+    "certs": ("webhook.plain_certs", "TLS for the plain (no cert-manager) install"),
+}
+COMMANDS = ("serve", "inject", *TOOLS, "-h", "--help", "--version")
 ENV = {
     "config": "LATCHKEY_CONFIG_FILE",
     "tls_cert_file": "LATCHKEY_TLS_CERT_FILE",
@@ -106,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help=f"listen address (env {ENV['host']}; default 0.0.0.0)")
     serve.add_argument("--port", help=f"listen port (env {ENV['port']}; default 8443)")
     serve.add_argument("--log-level", help=f"debug, info, warning (env {ENV['log_level']})")
+    for name, (_, summary) in TOOLS.items():
+        commands.add_parser(name, help=summary, add_help=False)
     inject = commands.add_parser("inject", help="print manifests as they would be injected")
     inject.add_argument("--config", help=f"admin config YAML (env {ENV['config']})")
     inject.add_argument("-f", "--filename", required=True, help="manifest YAML; - for stdin")
@@ -195,6 +202,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     if not argv or argv[0] not in COMMANDS:
         argv.insert(0, "serve")
+    if argv[0] in TOOLS:
+        import importlib
+
+        tool = importlib.import_module(TOOLS[argv[0]][0])
+        tool.main(argv[1:], prog=f"{PROG} {argv[0]}")
+        return
     args = _parser().parse_args(argv)
     _require_web_stack()
     try:

@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from hack.certs import issue, make_ca, write_pair  # noqa: E402
 from hack.procs import terminate, wait_ready  # noqa: E402
+from webhook.certs import issue, make_ca, write_pair  # noqa: E402
 
 # A Deployment's pod exactly as the API server sends it, and the tests' admin config.
 REVIEW = REPO / "tests/fixtures/reviews/deployment-native.json"

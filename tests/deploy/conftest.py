@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.deploy.tools import MANIFESTS, REPO, hack_script, kustomize
+from tests.deploy.tools import MANIFESTS, admin_tool, kustomize
 
 OVERLAYS = ["cert-manager", "plain"]
 
@@ -22,7 +20,7 @@ def manifests_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     so the working tree never gets key material from a test run."""
     copy = tmp_path_factory.mktemp("deploy") / "manifests"
     shutil.copytree(MANIFESTS, copy, ignore=shutil.ignore_patterns("tls.*", "ca.crt", "ca-*"))
-    result = hack_script("plain-certs.py", "--overlay", str(copy / "overlays" / "plain"))
+    result = admin_tool("certs", "--overlay", str(copy / "overlays" / "plain"))
     assert result.returncode == 0, result.stderr
     return copy
 
@@ -35,11 +33,7 @@ def rendered(manifests_copy: Path) -> dict[str, list[dict[str, Any]]]:
 
 @pytest.fixture(scope="session")
 def store_setup() -> ModuleType:
-    """hack/store-setup.py as a module (its file name has a dash), for its pure parts."""
-    spec = importlib.util.spec_from_file_location("store_setup", REPO / "hack" / "store-setup.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # pydantic resolves the models' annotations through it
-    spec.loader.exec_module(module)
-    return module
+    """``latchkey-webhook store-setup``'s module, for its pure parts."""
+    from webhook import store_setup
+
+    return store_setup

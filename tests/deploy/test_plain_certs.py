@@ -1,4 +1,5 @@
-"""hack/plain-certs.py: TLS for the plain overlay that the API server will actually accept."""
+"""``latchkey-webhook certs`` (and its checkout shim ``hack/plain-certs.py``): TLS for the
+plain overlay that the API server will actually accept."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.deploy.tools import MANIFESTS, hack_script
+from tests.deploy.tools import MANIFESTS, admin_tool
 
 
 @pytest.fixture
@@ -20,10 +21,12 @@ def overlay(tmp_path: Path) -> Path:
     return target
 
 
-def _run(overlay: Path, *args: str) -> None:
-    result = hack_script("plain-certs.py", "--overlay", str(overlay), *args)
+def _run(overlay: Path, *args: str, via: str = "cli") -> None:
+    result = admin_tool("certs", "--overlay", str(overlay), *args, via=via)
     assert result.returncode == 0, result.stderr
-    assert "kubectl apply -k" in result.stdout
+    assert "next: kubectl apply -k on your own overlay, the one whose resources include" in (
+        result.stdout
+    )
 
 
 def _generated(overlay: Path, name: str) -> Path:
@@ -72,7 +75,18 @@ def test_renewal_keeps_trusting_the_previous_ca_only(overlay: Path) -> None:
     ],
 )
 def test_bad_arguments_are_explained(overlay: Path, args: list[str], message: str) -> None:
-    result = hack_script("plain-certs.py", "--overlay", str(overlay), *args)
+    result = admin_tool("certs", "--overlay", str(overlay), *args)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("via", ["cli", "hack"])
+def test_the_installed_cli_and_the_checkout_shim_write_the_same_files(
+    overlay: Path, via: str
+) -> None:
+    _run(overlay, via=via)
+    names = sorted(p.name for p in (overlay / "generated-by-hack-plain-certs.py").iterdir())
+    assert names == sorted(
+        ["ca-bundle-patch.yaml", "ca.crt", "guard-ca-bundle-patch.yaml", "tls.crt", "tls.key"]
+    )

@@ -1,5 +1,5 @@
-"""hack/store-setup.py against a real OpenBao: after it runs, a pod's projected token logs
-in as its role and reads what the plan grants, and nothing else."""
+"""``latchkey-webhook store-setup`` against a real OpenBao: after it runs, a pod's projected
+token logs in as its role and reads what the plan grants, and nothing else."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from hack.localstore import ROOT_TOKEN, Issuer, OpenBao
-from tests.deploy.tools import hack_script
+from tests.deploy.tools import admin_tool
 
 AUDIENCE = "openbao"
 
@@ -33,7 +33,7 @@ def _setup(
     path.write_text(yaml.safe_dump(plan), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_ADDR"))}
     args = ["--address", store.address, "--ca-file", str(store.ca_file), str(path)]
-    result = hack_script("store-setup.py", *args, env=env | {"BAO_TOKEN": token} if token else env)
+    result = admin_tool("store-setup", *args, env=env | {"BAO_TOKEN": token} if token else env)
     return result.returncode, result.stdout, result.stderr
 
 

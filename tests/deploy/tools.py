@@ -48,6 +48,22 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+def admin_tool(
+    name: str, *args: str, env: dict[str, str] | None = None, via: str = "cli"
+) -> subprocess.CompletedProcess[str]:
+    """An admin tool as users run it: ``latchkey-webhook NAME`` (installed), or with
+    ``via="hack"`` its checkout shim ``hack/<file>``; both run the same code."""
+    if via == "hack":
+        return hack_script(HACK_SHIMS[name], *args, env=env)
+    cmd = [str(VENV_BIN / "latchkey-webhook"), name, *args]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, cwd=REPO, env=env, check=False, timeout=120
+    )
+
+
+HACK_SHIMS = {"certs": "plain-certs.py", "store-setup": "store-setup.py"}
+
+
 def hack_script(
     name: str, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

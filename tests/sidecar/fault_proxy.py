@@ -22,8 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from hack.certs import issue, write_pair
 from hack.localstore import OpenBao
+from webhook.certs import issue, write_pair
 
 DROP, HANG = 0, -1
 HANG_LIMIT = 30.0

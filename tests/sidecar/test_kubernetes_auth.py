@@ -15,9 +15,9 @@ from typing import Any
 import jwt
 import pytest
 
-from hack.certs import issue, make_ca, write_pair
 from hack.localstore import Issuer, OpenBao
 from tests.sidecar.agent_helpers import NAMESPACE, App, error_line, run_agent
+from webhook.certs import issue, make_ca, write_pair
 
 REVIEWER_TOKEN = "reviewer-token-for-openbao"
 

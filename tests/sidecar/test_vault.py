@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from hack.certs import make_ca
 from hack.localstore import Issuer
 from sidecar.auth import TokenFile
 from sidecar.config import AgentConfig
@@ -20,6 +19,7 @@ from sidecar.stores import open_store
 from sidecar.stores.vault import VaultStore
 from tests.sidecar.agent_helpers import App
 from tests.sidecar.database import Postgres, grant_database
+from webhook.certs import make_ca
 
 
 def store_for(app: App, **config: object) -> tuple[VaultStore, io.StringIO]:

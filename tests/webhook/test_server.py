@@ -26,12 +26,12 @@ import pytest
 from cryptography import x509
 from pydantic import BaseModel
 
-from hack.certs import KeyPair, issue, make_ca, write_pair
 from hack.localstore import free_port
 from hack.procs import terminate
 from sidecar.config import AwsStore, VaultStore
 from tests.webhook.test_app import admission_review
 from webhook.__main__ import ENV, ServeSettings, main, serve_settings
+from webhook.certs import KeyPair, issue, make_ca, write_pair
 from webhook.settings import WebhookConfig
 from webhook.tls import ReloadingTLS
 

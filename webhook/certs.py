@@ -1,15 +1,12 @@
 """A throwaway CA and serving certificates, made with ``cryptography``.
 
-Used by the demo, the tests and the plain (no cert-manager) install: the CA's
-PEM is what the API server gets as ``caBundle``; the serving certificate
-carries the Service's DNS names so hostname checks pass.
-
-    python hack/certs.py --out DIR --dns latchkey.latchkey.svc [--dns ...]
+Used by ``latchkey-webhook certs`` (the plain, no cert-manager, install), the demo
+and the tests: the CA's PEM is what the API server gets as ``caBundle``; the
+serving certificate carries the Service's DNS names so hostname checks pass.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass
@@ -114,19 +111,3 @@ def write_pair(pair: KeyPair, cert_path: Path, key_path: Path) -> None:
     cert_path.write_bytes(pair.cert_pem)
     key_path.touch(mode=0o600)
     key_path.write_bytes(pair.key_pem)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--dns", action="append", required=True, help="name on the certificate")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    ca = make_ca()
-    write_pair(ca, args.out / "ca.crt", args.out / "ca.key")
-    write_pair(issue(ca, args.dns), args.out / "tls.crt", args.out / "tls.key")
-    print(f"wrote ca.crt, tls.crt and tls.key to {args.out}")
-
-
-if __name__ == "__main__":
-    main()
