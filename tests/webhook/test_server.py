@@ -136,6 +136,17 @@ def serial_of(pair: KeyPair) -> int:
     return x509.load_pem_x509_certificate(pair.cert_pem).serial_number
 
 
+def test_serve_warns_at_start_when_the_agent_image_names_no_registry(server: Server) -> None:
+    """The config has no agent.image: the default, latchkey-sidecar:0.1.0, is no pull name."""
+    _wait_listening(server)
+    warnings = [
+        json.loads(line) for line in server.log().splitlines() if "names no registry" in line
+    ]
+    assert [(w["level"], w["msg"].split(",")[0]) for w in warnings] == [
+        ("warning", "agent.image latchkey-sidecar:0.1.0 names no registry")
+    ]
+
+
 def test_the_api_server_gets_a_patch_over_verified_https(server: Server) -> None:
     review = admission_review()
     with httpx.Client(verify=trusting(server.ca), base_url=server.url()) as client:
