@@ -259,15 +259,20 @@ class AwsSecretStore:
             if ref.version_id:
                 params["VersionId"] = ref.version_id
             answer = self._call(client, "get_secret_value", what=what, subject=path, **params)
-            if "SecretString" in answer:
+            if isinstance(answer.get("SecretString"), str):
                 return boxed(path, answer["SecretString"])
-            return Secret(path, {"value": bytes(answer["SecretBinary"])}, scalar=True)
+            if isinstance(answer.get("SecretBinary"), bytes | bytearray):
+                return Secret(path, {"value": bytes(answer["SecretBinary"])}, scalar=True)
+            raise StoreUnavailable(f"{self.where} answered {what} with no secret value")
         if isinstance(ref, ParameterRef):
             answer = self._call(
                 client, "get_parameter", what=what, subject=path,
                 Name=ref.name, WithDecryption=True,
             )  # fmt: skip
-            return boxed(path, answer["Parameter"]["Value"])
+            value = (answer.get("Parameter") or {}).get("Value")
+            if not isinstance(value, str):
+                raise StoreUnavailable(f"{self.where} answered {what} with no parameter value")
+            return boxed(path, value)
         return self._by_path(client, ref, path)
 
     def _by_path(self, client: Any, ref: ParameterPrefix, path: str) -> Secret:

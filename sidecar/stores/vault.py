@@ -93,7 +93,10 @@ class VaultStore:
         token: str | None,
         body: Json | None = None,
         subject: str | None = None,
+        need_data: bool = False,
     ) -> Json:
+        """One API call; any answer but a JSON object (with ``data`` when ``need_data``)
+        is an error that names the status and content type, never the body."""
         headers = {"X-Vault-Token": token} if token else None
         try:
             response = self._client.request(method, path, json=body, headers=headers)
@@ -103,15 +106,35 @@ class VaultStore:
             ) from exc
         except httpx.HTTPError as exc:
             raise StoreUnavailable(f"store {self.address} unreachable {what}: {exc}") from exc
-        if response.status_code >= 400:
+        status = response.status_code
+        if status >= 400:
             login = path.startswith("auth/") and path.endswith("/login")
             raise translate(response, self._where, what=what, login=login, subject=subject)
-        try:
-            return dict(response.json()) if response.content else {}
-        except (ValueError, TypeError) as exc:
+        kind = response.headers.get("content-type", "none").split(";")[0].strip() or "none"
+        if status >= 300 or status < 200:
+            # Never followed: the token would go with the request to wherever it points.
             raise StoreUnavailable(
-                f"store {self.address} answered {what} with no JSON object"
+                f"store {self.address} answered {what} with HTTP {status} ({kind}), not an "
+                "answer: a redirect is not followed with the token (a standby node or an "
+                "ingress in front? point the agent at the active node)"
+            )
+        if not response.content:
+            if need_data:
+                raise StoreUnavailable(
+                    f"store {self.address} answered {what} with HTTP {status} and no body"
+                )
+            return {}
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise StoreUnavailable(
+                f"store {self.address} answered {what} with HTTP {status} ({kind}), not JSON"
             ) from exc
+        if not isinstance(answer, dict) or (need_data and answer.get("data") is None):
+            raise StoreUnavailable(
+                f"store {self.address} answered {what} with HTTP {status} ({kind}) but no data"
+            )
+        return answer
 
     # --- the login -----------------------------------------------------------------
 
@@ -278,7 +301,9 @@ class VaultStore:
 
     def _read(self, path: str, token: str) -> Secret:
         what = f'reading "{path}"'
-        body = self._call("GET", path.lstrip("/"), what=what, token=token, subject=path)
+        body = self._call(
+            "GET", path.lstrip("/"), what=what, token=token, subject=path, need_data=True
+        )
         return parse_secret(path, body, now=self._clock())
 
     def _token_alive(self, token: str) -> bool:

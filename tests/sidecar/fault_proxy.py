@@ -39,6 +39,7 @@ class Fault:
     match: str = "/v1/"
     times: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    payload: bytes = b'{"errors": ["injected fault"]}'
 
 
 @dataclass
@@ -120,8 +121,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
             if fault is not None:
-                status, payload = fault.status, b'{"errors": ["injected fault"]}'
-                headers = dict(fault.headers)
+                status, payload, headers = fault.status, fault.payload, dict(fault.headers)
             else:
                 answer = proxy.forward(self.command, self.path, dict(self.headers), body)
                 status, payload, headers = answer.status_code, answer.content, {}

@@ -87,6 +87,50 @@ def test_outage_keeps_the_last_good_files_then_recovers(
     app.assert_no_value(stream.getvalue())
 
 
+# Answers that are not a secret: a standby or an ingress redirecting, an empty answer.
+NOT_A_SECRET = [
+    pytest.param(Fault(307, headers={"Location": "https://other.example/v1/x"}, payload=b""),
+                 "with HTTP 307 (application/json), not an answer", id="307-redirect"),
+    pytest.param(Fault(301, headers={"Location": "https://other.example/"}, payload=b""),
+                 "with HTTP 301 (application/json), not an answer", id="301-moved"),
+    pytest.param(Fault(204, payload=b""), "HTTP 204 and no body", id="204-no-content"),
+    pytest.param(Fault(200, payload=b"{}"), "HTTP 200 (application/json) but no data",
+                 id="200-empty-object"),
+    pytest.param(Fault(200, payload=b'{"data": null}'), "HTTP 200 (application/json) but no data",
+                 id="200-null-data"),
+    pytest.param(Fault(200, headers={"Content-Type": "text/html"}, payload=b"<html>standby</html>"),
+                 "HTTP 200 (text/html), not JSON", id="200-html"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fault", "needle"), NOT_A_SECRET)
+def test_an_answer_that_is_not_a_secret_keeps_the_files(
+    app: App,
+    proxy: FaultProxy,
+    running: Callable[[Agent], threading.Event],
+    fault: Fault,
+    needle: str,
+) -> None:
+    """Only a 2xx JSON object with data replaces a file: nothing else wipes the last good
+    ones, fires the on-change action, or follows a redirect with the token."""
+    on_change = [{"kind": "http", "url": "http://127.0.0.1:9/reload"}]  # nobody listens
+    stream = start_ready(app, running, via(app, proxy.address, onChange=on_change))
+    secrets = app.workdir / "secrets"
+    before = snapshot(secrets)
+    fault.match = "/v1/secret/data/"
+    proxy.set(fault)
+    app.put_db("user-after", "pw-never-seen")
+    wait_for(lambda: len(failures(stream)) >= 2)
+    assert snapshot(secrets) == before
+    errors = failures(stream)
+    assert needle in errors[0]["error"]
+    assert "<html>" not in stream.getvalue()
+    assert not [r for r in records(stream) if "on-change" in r["msg"]], "no action fired"
+    assert not [s for s in proxy.seen if "other.example" in s.path]
+    proxy.set(None)
+    wait_for(lambda: app.file("password").read_text() == "pw-never-seen", timeout=30)
+
+
 def test_once_gives_up_on_a_store_that_never_answers(app: App) -> None:
     """A TCP server that accepts and is silent: each attempt times out, the deadline holds."""
     with silent_server() as address:
