@@ -78,18 +78,62 @@ def check(
         _env_checks(request, chosen, problems)
     _mount_clashes(request, chosen, problems)
     private_mounts(spec, selected={str(c.get("name")) for c in chosen}, problems=problems)
-    for action in request.on_change:
-        if isinstance(action, SignalAction):
-            _signal_check(action, apps, spec=spec, ownership=ownership, problems=problems)
+    signals = [a for a in request.on_change if isinstance(a, SignalAction)]
+    for action in signals:
+        _signal_check(action, apps, spec=spec, ownership=ownership, problems=problems)
     names = {c.get("name") for c in chosen}
+    shared = _shared_pid_readers(spec, names, ownership, problems) if signals else ()
     return Targets(
         containers=tuple(c["name"] for c in apps if c.get("name") in names),
         init_containers=tuple(c["name"] for c in inits if c.get("name") in names),
         insert_at=insert_at,
         ownership=ownership,
         role=_role(request, spec, config=config, problems=problems),
-        warnings=_mesh_warnings(apps, inits),
+        warnings=(*_mesh_warnings(apps, inits), *shared),
     )
+
+
+def _shared_pid_readers(
+    spec: Mapping[str, Any], selected: set[Any], ownership: Ownership, problems: Problems
+) -> tuple[str, ...]:
+    """A signal on-change shares the PID namespace: a container left out of the secrets
+    but running as the app's uid could read them through ``/proc/<pid>/root`` (and the
+    ``env-`` values through ``/proc/<pid>/environ``). Deny that; warn where its uid is
+    the image's to choose."""
+    warnings = []
+    running = [
+        *containers_of(spec, "containers"),
+        *(c for c in containers_of(spec, "initContainers") if c.get("restartPolicy") == "Always"),
+    ]
+    for container in running:
+        name = container.get("name")
+        if name in selected or name in (INIT, AGENT):
+            continue
+        uid = effective_uid(container, spec)
+        caps = (_context(container).get("capabilities") or {}).get("add") or []
+        ptrace = any(str(c).upper().removeprefix("CAP_") in ("SYS_PTRACE", "ALL") for c in caps)
+        if uid == ownership.uid or ptrace:
+            why = f"runs as uid {uid}" if uid == ownership.uid else "adds CAP_SYS_PTRACE"
+            problems.add(
+                "on-change",
+                f"a signal shares the pod's process namespace, and container {name}, which "
+                f"does not get the secrets, {why}: it could read them through /proc; give it "
+                f"another runAsUser, add it to {PREFIX}containers, or use an "
+                "http://localhost on-change, which shares nothing",
+            )
+        elif uid is None:
+            warnings.append(
+                f"latchkey: a signal shares the pod's process namespace, and container {name}, "
+                "which does not get the secrets, runs as the uid its image names: if that is "
+                f"{ownership.uid} it can read them through /proc; set its runAsUser, or use an "
+                "http://localhost on-change"
+            )
+    return tuple(warnings)
+
+
+def _context(container: Container) -> Mapping[str, Any]:
+    context = container.get("securityContext")
+    return context if isinstance(context, Mapping) else {}
 
 
 def _mesh_warnings(apps: Sequence[Container], inits: Sequence[Container]) -> tuple[str, ...]:

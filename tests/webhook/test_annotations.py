@@ -338,7 +338,7 @@ def test_signal_target_gid_does_not_matter() -> None:
     """Same uid, another primary group (or group 0): allowed, the mark finds it anyway."""
     spec = pod({})["spec"]
     spec["containers"][1]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 0}
-    annotations = {**BASE, **APP_ONLY, K + "on-change": "signal:HUP:worker"}
+    annotations = {**BASE, K + "containers": "app,worker", K + "on-change": "signal:HUP:worker"}
     mutation = mutate_pod(pod(annotations, **spec), namespace="shop", config=CONFIG)
     assert mutation.pod is not None
     worker = mutation.pod["spec"]["containers"][1]
@@ -533,3 +533,32 @@ def test_messages_say_how_to_write_it(annotations: dict[str, Any], name: str, me
 def test_a_misspelt_secret_key_is_the_only_problem_named() -> None:
     error = denial({K + "secret-db": None, K + "secrt-db": "secret/data/db"})
     assert str(error) == (f"annotation {K}secrt-db: unknown annotation; did you mean {K}secret-db?")
+
+
+@pytest.mark.parametrize(
+    ("worker", "fragment"),
+    [
+        pytest.param({"runAsUser": 1000}, "container worker, which does not get the secrets, "
+                     "runs as uid 1000: it could read them through /proc", id="same-uid"),
+        pytest.param({"runAsUser": 2000, "capabilities": {"add": ["SYS_PTRACE"]}},
+                     "adds CAP_SYS_PTRACE", id="ptrace"),
+    ],
+)  # fmt: skip
+def test_a_signal_does_not_widen_who_reads_the_secrets(
+    worker: dict[str, Any], fragment: str
+) -> None:
+    spec = pod({})["spec"]
+    spec["containers"][1]["securityContext"] = worker
+    error = denial({**APP_ONLY, K + "on-change": "signal:HUP:app"}, **spec)
+    assert fragment in str(error)
+    assert "use an http://localhost on-change" in str(error)
+
+
+def test_a_left_out_container_of_unknown_uid_is_warned_about() -> None:
+    annotations = {**BASE, **APP_ONLY, K + "on-change": "signal:HUP:app"}
+    mutation = mutate_pod(pod(annotations), namespace="shop", config=CONFIG)
+    (warning,) = [w for w in mutation.warnings if "process namespace" in w]
+    assert "container worker, which does not get the secrets, runs as the uid its image" in warning
+    other = {**BASE, **APP_ONLY, K + "on-change": "http://localhost:8080/reload"}
+    assert not any("process namespace" in w for w in mutate_pod(
+        pod(other), namespace="shop", config=CONFIG).warnings)  # fmt: skip

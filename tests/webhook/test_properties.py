@@ -97,18 +97,24 @@ def requests(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, str]]:
     if draw(st.booleans()):
         annotations[K + "init-only"] = "true"
     else:
-        annotations.update(draw(_on_change(chosen, apps)))
+        left_out = [c for c in spec["containers"] if c["name"] not in selected]
+        annotations.update(draw(_on_change(chosen, apps, left_out)))
     annotations[K + "mount-path"] = draw(st.sampled_from(["/latchkey/secrets", "/etc/secrets"]))
     pod["metadata"]["annotations"] = annotations
     return pod, annotations
 
 
-def _on_change(chosen: list[dict[str, Any]], apps: list[str]) -> st.SearchStrategy[dict[str, str]]:
-    """No action, an HTTP one, or a signal with every selected container and the target as 1000."""
+def _on_change(
+    chosen: list[dict[str, Any]], apps: list[str], left_out: list[dict[str, Any]]
+) -> st.SearchStrategy[dict[str, str]]:
+    """No action, an HTTP one, or a signal with every selected container and the target as
+    1000 (and the app containers left out as another uid, as a signal requires)."""
 
     def signal(target: str) -> dict[str, str]:
         for container in chosen:
             container.setdefault("securityContext", {})["runAsUser"] = 1000
+        for container in left_out:
+            container.setdefault("securityContext", {})["runAsUser"] = 3000
         return {K + "on-change": f"signal:HUP:{target}"}
 
     return st.one_of(
