@@ -25,7 +25,7 @@ from sidecar.logs import Log
 from sidecar.render import env_file, env_value, render_file
 from sidecar.state import StateDir
 from sidecar.stores.base import MAX_READERS, Secret, Store
-from sidecar.writer import write_atomic
+from sidecar.writer import remove_stale_temps, write_atomic
 
 READY_FILE = "ready"
 ALIVE_FILE = "alive"
@@ -60,6 +60,7 @@ class Agent:
         docstring) are not read again.
         """
         started = time.monotonic()
+        self._remove_stale_temps()
         if self.config.wrapper_dir:
             from sidecar.envexec import install_wrapper
 
@@ -71,6 +72,16 @@ class Agent:
         self.mark(READY_FILE)
         elapsed = round(time.monotonic() - started, 3)
         self.log.info("secrets written", files=len(self.config.files), seconds=elapsed)
+
+    def _remove_stale_temps(self) -> None:
+        """A run killed mid-write leaves a temp copy of a secret: none survives a start."""
+        directories = {self.secrets_dir, self.state_dir}
+        directories |= {Path(d) for d in (self.config.wrapper_dir,) if d}
+        if self.config.env_file:
+            directories.add(Path(self.config.env_file).parent)
+        for directory in sorted(directories):
+            if removed := remove_stale_temps(directory):
+                self.log.info("stale temp files removed", dir=str(directory), files=len(removed))
 
     def adopt_leases(self) -> set[str]:
         """Leased paths an earlier run read under this very store login and wrote out."""

@@ -3,7 +3,8 @@
 A file is written to a temp file in its own directory (same filesystem, so the
 rename is atomic), created exclusively with its final mode, synced, then renamed
 over the old one, and the directory is synced so the rename itself survives.
-On any failure the temp file goes and the old file stays as it was. Unchanged
+On any failure the temp file goes and the old file stays as it was; one left by a
+killed run is removed at the next start (:func:`remove_stale_temps`). Unchanged
 files are left alone so their mtime and inode do not churn and no on-change
 action fires for nothing. This module knows nothing of secrets or formats.
 """
@@ -12,12 +13,15 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
 
 from sidecar.errors import WriteError
 
+# What _create_temp names its files; a killed agent can leave one behind.
+TEMP_NAME = re.compile(r"\..+\.tmp-[0-9a-f]{8}")
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
 _TEMP_ATTEMPTS = 8
 
@@ -41,6 +45,28 @@ def write_atomic(
         if temp is not None:
             temp.unlink(missing_ok=True)
     return True
+
+
+def remove_stale_temps(directory: Path) -> list[str]:
+    """Delete the temp files an earlier, killed run left in ``directory`` (they hold
+    secret content) and return their names; call before the first write."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    except OSError as exc:
+        raise WriteError(f"cannot list {directory}: {exc.strerror}") from exc
+    for entry in entries:
+        if TEMP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise WriteError(f"cannot remove stale {entry.path}: {exc.strerror}") from exc
+            removed.append(entry.name)
+    return removed
 
 
 def _unchanged(path: Path, content: bytes, *, mode: int, owner: tuple[int, int] | None) -> bool:
