@@ -39,8 +39,16 @@ ENV = {
     "host": "LATCHKEY_HOST",
     "port": "LATCHKEY_PORT",
     "log_level": "LATCHKEY_LOG_LEVEL",
+    "max_connections": "LATCHKEY_MAX_CONNECTIONS",
+    "read_timeout": "LATCHKEY_READ_TIMEOUT",
 }
-DEFAULTS = {"host": "0.0.0.0", "port": "8443", "log_level": "info"}
+DEFAULTS = {
+    "host": "0.0.0.0",
+    "port": "8443",
+    "log_level": "info",
+    "max_connections": "256",
+    "read_timeout": "10",
+}
 # LogRecord's own attributes; anything else on a record came from ``extra=``.
 RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
@@ -53,6 +61,8 @@ class ServeSettings:
     host: str
     port: int
     log_level: str
+    max_connections: int = 256
+    read_timeout: float = 10.0
 
 
 class JsonFormatter(logging.Formatter):
@@ -111,6 +121,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help=f"listen address (env {ENV['host']}; default 0.0.0.0)")
     serve.add_argument("--port", help=f"listen port (env {ENV['port']}; default 8443)")
     serve.add_argument("--log-level", help=f"debug, info, warning (env {ENV['log_level']})")
+    serve.add_argument(
+        "--max-connections",
+        help=f"open connections per process; beyond, the slowest is dropped "
+        f"(env {ENV['max_connections']}; default 256)",
+    )
+    serve.add_argument(
+        "--read-timeout",
+        help=f"seconds a client has to send a whole request (env {ENV['read_timeout']}; "
+        "default 10)",
+    )
     for name, (_, summary) in TOOLS.items():
         commands.add_parser(name, help=summary, add_help=False)
     inject = commands.add_parser("inject", help="print manifests as they would be injected")
@@ -142,7 +162,23 @@ def serve_settings(args: argparse.Namespace, env: Mapping[str, str]) -> ServeSet
         host=_resolve(args, env, "host"),
         port=int(port),
         log_level=_resolve(args, env, "log_level").upper(),
+        max_connections=_bounded(args, env, "max_connections", int, 1, 100_000),
+        read_timeout=_bounded(args, env, "read_timeout", float, 0.1, 300),
     )
+
+
+def _bounded(
+    args: argparse.Namespace, env: Mapping[str, str], name: str, kind: type, low: float,
+    high: float,
+) -> Any:  # fmt: skip
+    text = _resolve(args, env, name)
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        _fail(f"{name.replace('_', '-')} {text!r} is not a number from {low:g} to {high:g}")
+    return value
 
 
 def configure_logging(level: str) -> None:
@@ -156,7 +192,11 @@ def serve(settings: ServeSettings) -> None:
     import uvicorn
 
     from webhook.app import create_app
+    from webhook.limits import BoundedH11Protocol
     from webhook.tls import ReloadingTLS
+
+    BoundedH11Protocol.max_connections = settings.max_connections
+    BoundedH11Protocol.read_timeout = settings.read_timeout
 
     config = load_config(settings.config)
     tls = ReloadingTLS(settings.tls_cert_file, settings.tls_key_file)
@@ -171,6 +211,8 @@ def serve(settings: ServeSettings) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        http=BoundedH11Protocol,
+        timeout_keep_alive=5,
     )
     uvicorn.Server(server).run()
 
