@@ -8,7 +8,9 @@ pod with one is sent, so a bad value is denied by name instead of ignored.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import celpy
@@ -192,3 +194,29 @@ def test_only_updates_that_matter_reach_the_guard(
     expected: bool,
 ) -> None:  # fmt: skip
     assert guard_matches(hook, pod, old) is expected
+
+
+@pytest.mark.parametrize(
+    ("annotations", "message"),
+    [
+        pytest.param({INJECT: "yes", "latchkey.dev/secret-db": "secret/data/db"},
+                     '"yes" is not a boolean', id="yes"),
+        pytest.param({INJECT: "True", "latchkey.dev/secret-db": "secret/data/db"},
+                     '"True" is not a boolean', id="capitalised-true"),
+        pytest.param({"latchkey.dev/injekt": "true", "latchkey.dev/secret-db": "secret/data/db"},
+                     "did you mean latchkey.dev/inject?", id="misspelt-key"),
+    ],
+)  # fmt: skip
+def test_a_bad_opt_in_is_sent_by_the_shipped_conditions_and_denied(
+    matches: Matcher, annotations: dict[str, str], message: str
+) -> None:
+    """The cluster path end to end: the manifests' CEL sends it, the webhook denies it."""
+    from webhook.errors import Denied
+    from webhook.mutate import mutate_pod
+    from webhook.settings import load_config
+
+    pod = _pod({"annotations": annotations})
+    assert matches(pod)
+    config = load_config(Path(__file__).parents[1] / "fixtures" / "config.yaml")
+    with pytest.raises(Denied, match=re.escape(message)):
+        mutate_pod(pod, namespace="shop", config=config)
