@@ -204,8 +204,13 @@ def project_image(name: str) -> Built:
 
 
 def build_all() -> list[Built]:
-    """The bases, then both project images; each only when its inputs changed."""
-    return [slim_base(), build_base(), project_image("webhook"), project_image("sidecar")]
+    """The bases, then both project images; each only when its inputs changed. Our
+    images left untagged by a rebuild (the one replaced, the build stage) are removed,
+    so repeated builds do not fill the disk; nobody else's images are touched."""
+    built = [slim_base(), build_base(), project_image("webhook"), project_image("sidecar")]
+    if any(b.built for b in built):
+        podman("image", "prune", "--force", "--filter", f"label={KEY_LABEL}")
+    return built
 
 
 def main() -> int:

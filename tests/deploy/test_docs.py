@@ -52,3 +52,12 @@ def test_documented_store_plan_loads(store_setup: ModuleType, tmp_path: Path) ->
 def test_named_files_exist(name: str) -> None:
     assert name in DOC.read_text(encoding="utf-8")
     assert (REPO / name).exists()
+
+
+def test_the_readme_says_what_the_two_commands_install_and_that_apt_needs_root() -> None:
+    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    section = text.split("## Two commands", 1)[1].split("## Images", 1)[0]
+    for package in ("gcc", "libc6-dev", "PostgreSQL", "podman", "runc", "debootstrap"):
+        assert package in section, package
+    assert "as root" in section
+    assert "`make test` expects root" in section
