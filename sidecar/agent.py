@@ -19,10 +19,10 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from sidecar.config import AgentConfig
+from sidecar.config import AgentConfig, RenderedFile
 from sidecar.errors import WriteError
 from sidecar.logs import Log
-from sidecar.render import env_file, env_value, render_file
+from sidecar.render import env_file, env_value, render_file, rendered_file
 from sidecar.state import StateDir
 from sidecar.stores.base import MAX_READERS, Secret, Store
 from sidecar.writer import remove_stale_temps, write_atomic
@@ -51,7 +51,11 @@ class Agent:
     def paths(self) -> tuple[str, ...]:
         """Every distinct store path, in config order (many files may share one)."""
         wanted = [f.path for f in self.config.files] + [e.path for e in self.config.env]
+        wanted += [source.path for source in self.config.sources]
         return tuple(dict.fromkeys(wanted))
+
+    def _render_paths(self, spec: RenderedFile) -> set[str]:
+        return {self.config.secret_path(name)[0] for name in spec.uses}
 
     def start(self, *, adopt: bool = False) -> None:
         """The first complete write: wrapper, files, env file, then ``ready``.
@@ -108,6 +112,10 @@ class Agent:
             wanted += tuple(
                 dict.fromkeys(e.path for e in self.config.env if e.path in self.adopted)
             )
+        for spec in self.config.renders:
+            used = self._render_paths(spec)
+            if used & set(wanted):  # rendered whole: adopted paths in it need their fields
+                wanted += tuple(p for p in used if p in self.adopted)
         fetched = self.fetch(tuple(dict.fromkeys(wanted)))
         secrets = {**self.secrets, **fetched}
         changed = self.write(secrets, touched=set(fetched))
@@ -144,6 +152,16 @@ class Agent:
             for spec in self.config.files
             if spec.path in touched
         ]
+        for render in self.config.renders:
+            if self._render_paths(render) & touched:
+                used = {
+                    name: (secrets[path], key)
+                    for name in render.uses
+                    for path, key in [self.config.secret_path(name)]
+                }
+                outputs.append(
+                    (self.secrets_dir / render.name, rendered_file(render, used), render.mode)
+                )
         if self.config.env_file and any(e.path in touched for e in self.config.env):
             values = {e.name: env_value(e, secrets[e.path]) for e in self.config.env}
             env_path = (

@@ -171,6 +171,25 @@ class SecretFile(Model):
     mode: FileMode = 0o400
 
 
+class SourceSecret(Model):
+    """A secret read only for templates (``source-<name>``): no file of its own."""
+
+    name: FileName
+    path: str = Field(min_length=1)
+    key: str | None = None
+
+
+class RenderedFile(Model):
+    """A file rendered from a sandboxed Jinja2 template over several secrets
+    (``jinja-<name>``); ``uses`` names the secrets (files or sources) it reads, as
+    ``secrets.<name>``, and the file is rendered again when one of them changes."""
+
+    name: FileName
+    template: str = Field(min_length=1)
+    uses: tuple[FileName, ...] = Field(min_length=1)
+    mode: FileMode = 0o400
+
+
 class EnvSecret(Model):
     """One environment variable of the app, set by the env wrapper at start."""
 
@@ -209,6 +228,8 @@ class AgentConfig(Model):
     secrets_dir: str = str(DEFAULT_MOUNT_PATH)
     state_dir: str = str(STATE_DIR)
     files: tuple[SecretFile, ...] = ()
+    sources: tuple[SourceSecret, ...] = ()
+    renders: tuple[RenderedFile, ...] = ()
     env: tuple[EnvSecret, ...] = ()
     env_file: str | None = Field(
         default=None, description="where the env wrapper reads the env- values from"
@@ -220,6 +241,22 @@ class AgentConfig(Model):
     on_change: tuple[OnChange, ...] = ()
 
     @model_validator(mode="after")
+    def _renders_use_declared_secrets(self) -> AgentConfig:
+        declared = {f.name for f in self.files} | {s.name for s in self.sources}
+        for render in self.renders:
+            if missing := sorted(set(render.uses) - declared):
+                raise ValueError(f"renders.{render.name} uses undeclared {', '.join(missing)}")
+        if clash := {f.name for f in self.files} & {r.name for r in self.renders}:
+            raise ValueError(f"{', '.join(sorted(clash))}: both a file and a rendered file")
+        return self
+
+    def secret_path(self, name: str) -> tuple[str, str | None]:
+        """The store path (and field) of a secret a rendered file uses, by name."""
+        found = {f.name: (f.path, f.key) for f in self.files}
+        found |= {s.name: (s.path, s.key) for s in self.sources}
+        return found[name]
+
+    @model_validator(mode="after")
     def _needs_role(self) -> AgentConfig:
         token_auth = self.store.kind == "vault" and self.store.auth.method == "token"
         if not self.role and not token_auth:
@@ -227,8 +264,10 @@ class AgentConfig(Model):
         return self
 
     def to_json(self) -> str:
-        """The compact JSON that travels in ``LATCHKEY_CONFIG``."""
-        return self.model_dump_json(by_alias=True, exclude_none=True)
+        """The compact JSON that travels in ``LATCHKEY_CONFIG`` (template-only secrets
+        and rendered files left out when a pod has none)."""
+        empty = {name for name in ("sources", "renders") if not getattr(self, name)}
+        return self.model_dump_json(by_alias=True, exclude_none=True, exclude=empty)
 
 
 # The webhook mounts an empty volume at SIGNAL_MARK_DIR/<container> in each container

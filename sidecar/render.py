@@ -15,7 +15,7 @@ import string
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sidecar.config import ENV_NAME_RE, EnvSecret, SecretFile
+from sidecar.config import ENV_NAME_RE, EnvSecret, RenderedFile, SecretFile
 from sidecar.errors import RenderError
 from sidecar.stores.base import Secret
 
@@ -36,6 +36,22 @@ def render_file(spec: SecretFile, secret: Secret) -> bytes:
         raise RenderError(
             f"file {spec.name}: {secret.path} holds text that is not valid Unicode"
         ) from None
+
+
+def rendered_file(spec: RenderedFile, secrets: Mapping[str, tuple[Secret, str | None]]) -> bytes:
+    """A ``jinja-`` file over the secrets it uses (name -> the secret and its field, if
+    one is selected); Jinja2 is imported here, only by pods that have one."""
+    fields = {}
+    for name in spec.uses:
+        secret, key = secrets[name]
+        fields[name] = (
+            dict(secret.fields)
+            if key is None
+            else {key: _field(secret, key, what=f"file {spec.name}")}
+        )
+    from sidecar.jinja import render
+
+    return render(spec.name, spec.template, fields)
 
 
 def env_value(spec: EnvSecret, secret: Secret) -> str:

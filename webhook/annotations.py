@@ -27,7 +27,7 @@ PLAIN = (
     "on-change", "agent-cpu", "agent-memory", "status",
 )  # fmt: skip
 PER_FILE = ("format-", "template-", "file-mode-")
-PER_NAME = ("secret-", "env-", *PER_FILE)
+PER_NAME = ("secret-", "env-", "source-", "jinja-", *PER_FILE)
 FORMATS: tuple[str, ...] = get_args(Format)
 
 Optin = Literal["not-requested", "opted-out", "stray", "already-injected", "requested"]
@@ -42,6 +42,25 @@ class FileRequest:
     key: str | None
     format: Format | None = None
     template: str | None = None
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class SourceRequest:
+    """One ``source-<name>``: a secret for ``jinja-`` templates only, no file."""
+
+    name: str
+    path: str
+    key: str | None
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """One ``jinja-<name>``: a file rendered from the secrets its template names."""
+
+    name: str
+    template: str
+    uses: tuple[str, ...]
     mode: int | None = None
 
 
@@ -69,6 +88,8 @@ class InjectRequest:
     on_change: tuple[SignalAction | HttpAction, ...]
     agent_cpu: str | None
     agent_memory: str | None
+    sources: tuple[SourceRequest, ...] = ()
+    renders: tuple[RenderRequest, ...] = ()
 
 
 def opt_in(annotations: Mapping[str, object]) -> Optin:
@@ -132,6 +153,8 @@ def parse(
         store=store,
         role=get("role", lambda v: values.role(v, aws=aws), default=None),
         files=_files(ours, get, aws=aws, problems=problems),
+        sources=_sources(ours, get, aws=aws, problems=problems),
+        renders=_renders(ours, get, problems=problems),
         env=_env(ours, get, aws=aws, problems=problems),
         containers=get("containers", values.container_names, default=None),
         mount_path=get("mount-path", values.mount_path, default=config.defaults.mount_path),
@@ -244,6 +267,63 @@ def _files(
     return tuple(files)
 
 
+def _sources(
+    ours: Mapping[str, str], get: _Getter, *, aws: bool, problems: Problems
+) -> tuple[SourceRequest, ...]:
+    sources = []
+    for name in sorted(n.removeprefix("source-") for n in ours if n.startswith("source-")):
+        if not is_file_name(name):
+            problems.add(f"source-{name}", file_name_problem(name))
+            continue
+        ref = get(f"source-{name}", _ref(aws=aws, key_required=False), default=None)
+        if ref is not None:
+            sources.append(SourceRequest(name=name, path=ref[0], key=ref[1]))
+    return tuple(sources)
+
+
+def _renders(
+    ours: Mapping[str, str], get: _Getter, *, problems: Problems
+) -> tuple[RenderRequest, ...]:
+    """``jinja-<name>`` files: the template parses, and names secrets only by constant."""
+    renders = []
+    names = sorted(n.removeprefix("jinja-") for n in ours if n.startswith("jinja-"))
+    if not names:
+        return ()
+    from sidecar.jinja import parse as parse_template
+    from sidecar.jinja import secrets_used
+
+    declared = {n.split("-", 1)[1] for n in ours if n.startswith(("secret-", "source-"))}
+    for name in names:
+        key = f"jinja-{name}"
+        if not is_file_name(name):
+            problems.add(key, file_name_problem(name))
+            continue
+        if f"secret-{name}" in ours:
+            problems.add(key, f"{PREFIX}secret-{name} writes that file already; rename one")
+            continue
+        try:
+            tree = parse_template(ours[key])
+        except ValueError as exc:
+            problems.add(key, f"the template does not parse: {exc}")
+            continue
+        used, wrong = secrets_used(tree)
+        for problem in wrong:
+            problems.add(key, problem)
+        for missing in sorted(used - declared):
+            problems.add(
+                key,
+                f"uses secrets.{missing}, which the pod does not declare: add {PREFIX}source-"
+                f"{missing} (a secret for templates only) or {PREFIX}secret-{missing}",
+            )
+        if not used and not wrong:
+            problems.add(key, "the template uses no secret: name one as secrets.NAME")
+        mode = get(f"file-mode-{name}", values.file_mode, default=None)
+        renders.append(
+            RenderRequest(name=name, template=ours[key], uses=tuple(sorted(used)), mode=mode)
+        )
+    return tuple(renders)
+
+
 _ENV_RULES = "letters, digits and '_', not starting with a digit"
 _FILE_RULES = "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
 
@@ -279,8 +359,12 @@ def _combinations(
     even those whose value was unusable, so one bad value is not reported twice."""
     files = {f.name: f for f in request.files}
     secrets = {n.removeprefix("secret-") for n in given if n.startswith("secret-")}
+    rendered = {n.removeprefix("jinja-") for n in given if n.startswith("jinja-")}
     for name in sorted(n for n in ours if n.startswith(PER_FILE)):
-        target = name.split("-", 2 if name.startswith("file-mode-") else 1)[-1]
+        mode = name.startswith("file-mode-")
+        target = name.split("-", 2 if mode else 1)[-1]
+        if mode and target in rendered:
+            continue
         if not is_file_name(target):
             problems.add(name, file_name_problem(target))
         elif target not in secrets:
@@ -296,7 +380,7 @@ def _combinations(
         problems.add("refresh", "cannot be used with init-only: no agent runs after the start")
     unknown = {n for n in given if n not in PLAIN and not n.startswith(PER_NAME)}
     # A misspelt secret- key is reported as unknown; "asks for no secrets" would mislead.
-    if not any(n.startswith(("secret-", "env-")) for n in given) and not unknown:
+    if not any(n.startswith(("secret-", "env-", "jinja-")) for n in given) and not unknown:
         problems.add(
             "inject", f"the pod asks for no secrets: add {PREFIX}secret-<name> or {PREFIX}env-<VAR>"
         )

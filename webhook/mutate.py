@@ -18,8 +18,10 @@ from sidecar.config import (
     WRAPPER_NAME,
     AgentConfig,
     EnvSecret,
+    RenderedFile,
     SecretFile,
     SignalAction,
+    SourceSecret,
     store_audience,
 )
 from webhook import containers as build
@@ -109,11 +111,21 @@ def agent_config(request: InjectRequest, targets: Targets, *, config: WebhookCon
         for file in request.files
     )
     env = tuple(EnvSecret(name=e.name, path=e.path, key=e.key) for e in request.env)
+    sources = tuple(SourceSecret(name=s.name, path=s.path, key=s.key) for s in request.sources)
+    renders = tuple(
+        RenderedFile(
+            name=r.name, template=r.template, uses=r.uses,
+            mode=targets.ownership.mode if r.mode is None else r.mode,
+        )
+        for r in request.renders
+    )  # fmt: skip
     return AgentConfig(
         store=config.stores[request.store],
         role=targets.role,
         secrets_dir=request.mount_path,
         files=files,
+        sources=sources,
+        renders=renders,
         env=env,
         env_file=str(BIN_DIR / ENV_FILE_NAME) if env else None,
         wrapper_dir=str(BIN_DIR) if env else None,
