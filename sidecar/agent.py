@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from sidecar.config import AgentConfig, RenderedFile
+from sidecar.config import AgentConfig, CertificateFile, RenderedFile
 from sidecar.errors import WriteError
 from sidecar.logs import Log
 from sidecar.render import env_file, env_value, render_file, rendered_file
@@ -52,6 +52,7 @@ class Agent:
         """Every distinct store path, in config order (many files may share one)."""
         wanted = [f.path for f in self.config.files] + [e.path for e in self.config.env]
         wanted += [source.path for source in self.config.sources]
+        wanted += [certificate.key for certificate in self.config.certificates]
         return tuple(dict.fromkeys(wanted))
 
     def _render_paths(self, spec: RenderedFile) -> set[str]:
@@ -100,6 +101,8 @@ class Agent:
 
     def _written(self, path: str) -> bool:
         files = [self.secrets_dir / f.name for f in self.config.files if f.path == path]
+        if certificate := self._certificates.get(path):
+            files += [self.secrets_dir / name for name in certificate.files]
         if self.config.env_file and any(e.path == path for e in self.config.env):
             files.append(Path(self.config.env_file))
         return all(f.exists() for f in files)
@@ -138,12 +141,23 @@ class Agent:
         """
         workers = min(MAX_READERS, len(paths) // PATHS_PER_WORKER)
         if workers <= 1:
-            return {path: self.store.read(path) for path in paths}
+            return {path: self._get(path) for path in paths}
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(self.store.read, path) for path in paths]
+            futures = [pool.submit(self._get, path) for path in paths]
             return {path: future.result() for path, future in zip(paths, futures, strict=True)}
+
+    def _get(self, path: str) -> Secret:
+        """A read, or for a certificate's key the write that issues it."""
+        certificate = self._certificates.get(path)
+        if certificate is None:
+            return self.store.read(path)
+        return self.store.issue(certificate.path, certificate.params)
+
+    @property
+    def _certificates(self) -> dict[str, CertificateFile]:
+        return {c.key: c for c in self.config.certificates}
 
     def write(self, secrets: Mapping[str, Secret], *, touched: set[str]) -> list[str]:
         """Render everything that depends on ``touched`` paths, then write it all."""
@@ -152,6 +166,11 @@ class Agent:
             for spec in self.config.files
             if spec.path in touched
         ]
+        for certificate in self.config.certificates:
+            if certificate.key in touched:
+                outputs += _certificate_files(
+                    self.secrets_dir, certificate, secrets[certificate.key]
+                )
         for render in self.config.renders:
             if self._render_paths(render) & touched:
                 used = {
@@ -188,6 +207,19 @@ class Agent:
             path.touch()  # creates it, or sets its mtime to now
         except OSError as exc:
             raise WriteError(f"cannot touch state file {path}: {exc.strerror}") from exc
+
+
+def _certificate_files(
+    directory: Path, certificate: CertificateFile, secret: Secret
+) -> list[tuple[Path, bytes, int]]:
+    """The certificate, its key and the CA chain that signed it, as PEM files."""
+    fields = secret.fields
+    chain = fields.get("ca_chain") or [fields.get("issuing_ca", "")]
+    pems = [fields["certificate"], fields["private_key"], "\n".join(str(c) for c in chain)]
+    return [
+        (directory / name, (pem.strip() + "\n").encode(), certificate.mode)
+        for name, pem in zip(certificate.files, pems, strict=True)
+    ]
 
 
 def _directory(path: str | Path) -> Path:

@@ -190,6 +190,27 @@ class RenderedFile(Model):
     mode: FileMode = 0o400
 
 
+class CertificateFile(Model):
+    """A certificate issued by a store write (``cert-<name>``: Vault/OpenBao
+    ``pki/issue/<role>`` with ``params``), written as ``<name>.crt``, ``<name>.key``
+    and ``<name>-ca.crt`` and issued again at 2/3 of its lifetime. Writes that need
+    parameters are described here once; a store kind without them refuses it."""
+
+    name: FileName
+    path: str = Field(min_length=1)
+    params: dict[str, str] = Field(default_factory=dict)
+    mode: FileMode = 0o400
+
+    @property
+    def key(self) -> str:
+        """Where the agent keeps this certificate's answer: never a readable path."""
+        return f"certificate:{self.name}"
+
+    @property
+    def files(self) -> tuple[str, str, str]:
+        return f"{self.name}.crt", f"{self.name}.key", f"{self.name}-ca.crt"
+
+
 class EnvSecret(Model):
     """One environment variable of the app, set by the env wrapper at start."""
 
@@ -230,6 +251,7 @@ class AgentConfig(Model):
     files: tuple[SecretFile, ...] = ()
     sources: tuple[SourceSecret, ...] = ()
     renders: tuple[RenderedFile, ...] = ()
+    certificates: tuple[CertificateFile, ...] = ()
     env: tuple[EnvSecret, ...] = ()
     env_file: str | None = Field(
         default=None, description="where the env wrapper reads the env- values from"
@@ -266,7 +288,7 @@ class AgentConfig(Model):
     def to_json(self) -> str:
         """The compact JSON that travels in ``LATCHKEY_CONFIG`` (template-only secrets
         and rendered files left out when a pod has none)."""
-        empty = {name for name in ("sources", "renders") if not getattr(self, name)}
+        empty = {n for n in ("sources", "renders", "certificates") if not getattr(self, n)}
         return self.model_dump_json(by_alias=True, exclude_none=True, exclude=empty)
 
 

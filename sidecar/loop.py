@@ -61,6 +61,7 @@ class Loop:
         self._next_refresh = float("inf")
         self._lease_due: dict[str, float] = {}
         self._login_due = float("inf")
+        self._expired: set[str] = set()
 
     def run(self) -> None:
         """The first complete write (outages retried until it succeeds), then refreshes.
@@ -89,13 +90,30 @@ class Loop:
                 attempt=self._backoff.attempt,
                 backoff=round(delay, 3),
             )
+            self._report_expired()
             return False
         self._backoff.reset()
         self._retry_at = None
+        self._expired.clear()
         if wrote:
             leases = [s.lease.expires_at for s in self.agent.secrets.values() if s.lease]
             self.stats.succeeded(at=time.time(), lease_ends=map(to_wall, leases))
         return True
+
+    def _report_expired(self) -> None:
+        """A certificate past its end that could not be issued again: say so once; the
+        old files stay (the app may still be serving with them) and the retries go on."""
+        now = self._clock()
+        for certificate in self.agent.config.certificates:
+            secret = self.agent.secrets.get(certificate.key)
+            lease = secret.lease if secret else None
+            if lease and now >= lease.expires_at and certificate.key not in self._expired:
+                self._expired.add(certificate.key)
+                self.stats.failed(StoreUnavailable(f"certificate {certificate.name} expired"))
+                self.log.error(
+                    "certificate expired and could not be issued again",
+                    file=certificate.files[0], path=certificate.path,
+                )  # fmt: skip
 
     def _first_write(self) -> bool:
         self.agent.start(adopt=True)

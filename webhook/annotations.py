@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar, cast, get_args
@@ -27,7 +28,13 @@ PLAIN = (
     "on-change", "agent-cpu", "agent-memory", "status",
 )  # fmt: skip
 PER_FILE = ("format-", "template-", "file-mode-")
-PER_NAME = ("secret-", "env-", "source-", "jinja-", *PER_FILE)
+PER_NAME = ("secret-", "env-", "source-", "jinja-", "cert-", *PER_FILE)
+# What a certificate's cert-params-<name> may set (Vault/OpenBao pki/issue parameters).
+CERT_PARAMS = frozenset(
+    {"common_name", "alt_names", "ip_sans", "uri_sans", "other_sans", "ttl",
+     "exclude_cn_from_sans"}
+)  # fmt: skip
+CERT_TTL = re.compile(r"[1-9][0-9]*[smhd]?")
 FORMATS: tuple[str, ...] = get_args(Format)
 
 Optin = Literal["not-requested", "opted-out", "stray", "already-injected", "requested"]
@@ -65,6 +72,16 @@ class RenderRequest:
 
 
 @dataclass(frozen=True)
+class CertRequest:
+    """One ``cert-<name>``: a certificate issued by a store write, with its parameters."""
+
+    name: str
+    path: str
+    params: tuple[tuple[str, str], ...]
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
 class EnvRequest:
     """One ``env-<VAR>``: a single field set as an environment variable of the app."""
 
@@ -90,6 +107,7 @@ class InjectRequest:
     agent_memory: str | None
     sources: tuple[SourceRequest, ...] = ()
     renders: tuple[RenderRequest, ...] = ()
+    certificates: tuple[CertRequest, ...] = ()
 
 
 def opt_in(annotations: Mapping[str, object]) -> Optin:
@@ -155,6 +173,7 @@ def parse(
         files=_files(ours, get, aws=aws, problems=problems),
         sources=_sources(ours, get, aws=aws, problems=problems),
         renders=_renders(ours, get, problems=problems),
+        certificates=_certificates(ours, get, aws=aws, problems=problems),
         env=_env(ours, get, aws=aws, problems=problems),
         containers=get("containers", values.container_names, default=None),
         mount_path=get("mount-path", values.mount_path, default=config.defaults.mount_path),
@@ -324,6 +343,61 @@ def _renders(
     return tuple(renders)
 
 
+def _certificates(
+    ours: Mapping[str, str], get: _Getter, *, aws: bool, problems: Problems
+) -> tuple[CertRequest, ...]:
+    certificates = []
+    names = sorted(
+        n.removeprefix("cert-")
+        for n in ours
+        if n.startswith("cert-") and not n.startswith("cert-params-")
+    )
+    for name in names:
+        key = f"cert-{name}"
+        if not is_file_name(name):
+            problems.add(key, file_name_problem(name))
+            continue
+        if aws:
+            problems.add(key, "AWS stores issue no certificates: use a Vault/OpenBao store")
+            continue
+        ref = get(key, _ref(aws=False, key_required=False), default=None)
+        no_params: dict[str, str] = {}
+        params = get(f"cert-params-{name}", _cert_params, default=no_params)
+        if ref is None:
+            continue
+        if ref[1] is not None:
+            problems.add(key, "a certificate is the whole answer: drop the #field")
+        certificates.append(
+            CertRequest(
+                name=name, path=ref[0], params=tuple(sorted(params.items())),
+                mode=get(f"file-mode-{name}", values.file_mode, default=None),
+            )
+        )  # fmt: skip
+    for name in sorted(
+        n.removeprefix("cert-params-") for n in ours if n.startswith("cert-params-")
+    ):
+        if f"cert-{name}" not in ours:
+            problems.add(
+                f"cert-params-{name}", f"there is no {PREFIX}cert-{name} for it to apply to"
+            )
+    return tuple(certificates)
+
+
+def _cert_params(value: str) -> dict[str, str]:
+    example = '{"common_name": "web.shop.svc", "alt_names": "web,web.shop", "ttl": "72h"}'
+    try:
+        params = json.loads(value)
+    except ValueError:
+        raise ValueError(f"is not a JSON object such as {example}") from None
+    if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
+        raise ValueError(f"is not a JSON object of strings such as {example}")
+    if unknown := sorted(set(params) - CERT_PARAMS):
+        raise ValueError(f"unknown {', '.join(unknown)}; valid: {', '.join(sorted(CERT_PARAMS))}")
+    if "ttl" in params and not CERT_TTL.fullmatch(params["ttl"]):
+        raise ValueError(f"ttl {echo(params['ttl'])} is not a duration such as 30s, 72h or 30d")
+    return params
+
+
 _ENV_RULES = "letters, digits and '_', not starting with a digit"
 _FILE_RULES = "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
 
@@ -363,7 +437,7 @@ def _combinations(
     for name in sorted(n for n in ours if n.startswith(PER_FILE)):
         mode = name.startswith("file-mode-")
         target = name.split("-", 2 if mode else 1)[-1]
-        if mode and target in rendered:
+        if mode and (target in rendered or f"cert-{target}" in given):
             continue
         if not is_file_name(target):
             problems.add(name, file_name_problem(target))
@@ -380,7 +454,7 @@ def _combinations(
         problems.add("refresh", "cannot be used with init-only: no agent runs after the start")
     unknown = {n for n in given if n not in PLAIN and not n.startswith(PER_NAME)}
     # A misspelt secret- key is reported as unknown; "asks for no secrets" would mislead.
-    if not any(n.startswith(("secret-", "env-", "jinja-")) for n in given) and not unknown:
+    if not any(n.startswith(("secret-", "env-", "jinja-", "cert-")) for n in given) and not unknown:
         problems.add(
             "inject", f"the pod asks for no secrets: add {PREFIX}secret-<name> or {PREFIX}env-<VAR>"
         )

@@ -17,6 +17,7 @@ from sidecar.config import (
     ENV_FILE_NAME,
     WRAPPER_NAME,
     AgentConfig,
+    CertificateFile,
     EnvSecret,
     RenderedFile,
     SecretFile,
@@ -119,6 +120,16 @@ def agent_config(request: InjectRequest, targets: Targets, *, config: WebhookCon
         )
         for r in request.renders
     )  # fmt: skip
+    common_names = dict(targets.common_names)
+    certificates = tuple(
+        CertificateFile(
+            name=c.name, path=c.path,
+            params={**({"common_name": common_names[c.name]} if c.name in common_names else {}),
+                    **dict(c.params)},
+            mode=targets.ownership.mode if c.mode is None else c.mode,
+        )
+        for c in request.certificates
+    )  # fmt: skip
     return AgentConfig(
         store=config.stores[request.store],
         role=targets.role,
@@ -126,6 +137,7 @@ def agent_config(request: InjectRequest, targets: Targets, *, config: WebhookCon
         files=files,
         sources=sources,
         renders=renders,
+        certificates=certificates,
         env=env,
         env_file=str(BIN_DIR / ENV_FILE_NAME) if env else None,
         wrapper_dir=str(BIN_DIR) if env else None,

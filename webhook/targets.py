@@ -48,6 +48,7 @@ class Targets:
     ownership: Ownership
     role: str
     warnings: tuple[str, ...] = ()
+    common_names: tuple[tuple[str, str], ...] = ()  # certificate -> its default common name
 
 
 def containers_of(spec: Mapping[str, Any], field: str) -> list[Container]:
@@ -90,6 +91,7 @@ def check(
         ownership=ownership,
         role=_role(request, spec, config=config, problems=problems),
         warnings=(*_mesh_warnings(apps, inits), *shared),
+        common_names=_common_names(request, spec, namespace=namespace, problems=problems),
     )
 
 
@@ -134,6 +136,29 @@ def _shared_pid_readers(
 def _context(container: Container) -> Mapping[str, Any]:
     context = container.get("securityContext")
     return context if isinstance(context, Mapping) else {}
+
+
+def _common_names(
+    request: InjectRequest, spec: Mapping[str, Any], *, namespace: str, problems: Problems
+) -> tuple[tuple[str, str], ...]:
+    """A certificate without a common_name gets the pod's own DNS name, which a pod has
+    when it sets ``hostname`` and ``subdomain`` (a headless Service's name)."""
+    names = []
+    hostname, subdomain = spec.get("hostname"), spec.get("subdomain")
+    for certificate in request.certificates:
+        if any(key == "common_name" for key, _ in certificate.params):
+            continue
+        if isinstance(hostname, str) and isinstance(subdomain, str) and hostname and subdomain:
+            names.append(
+                (certificate.name, f"{hostname}.{subdomain}.{namespace}.svc.cluster.local")
+            )
+            continue
+        problems.add(
+            f"cert-params-{certificate.name}",
+            "no common_name, and the pod has no DNS name of its own (spec.hostname and "
+            f'spec.subdomain): set it, as {{"common_name": "web.{namespace}.svc"}}',
+        )
+    return tuple(names)
 
 
 def _mesh_warnings(apps: Sequence[Container], inits: Sequence[Container]) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -291,6 +291,12 @@ class AwsSecretStore:
         if not fields:
             raise SecretNotFound(f"no parameters directly under {ref.path} in {self.where}")
         return Secret(path, fields)
+
+    def issue(self, path: str, params: Mapping[str, str]) -> Secret:  # noqa: ARG002
+        raise ConfigError(
+            f"certificate {path}: AWS stores issue no certificates; use a Vault/OpenBao "
+            "store with a PKI engine"
+        )
 
     def renew(self, lease: Lease) -> Lease:
         raise StoreError(f"{self.where} gives no leases; {lease.lease_id} cannot be renewed")

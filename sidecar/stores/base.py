@@ -63,6 +63,10 @@ class Store(Protocol):
     def renew(self, lease: Lease) -> Lease:
         """Renew a lease; raise StoreError when it cannot be renewed."""
 
+    def issue(self, path: str, params: Mapping[str, str]) -> Secret:
+        """A write that returns a secret (a certificate from a PKI engine), its lifetime
+        as a lease that cannot be renewed; ConfigError where the store has none."""
+
     def maintain(self) -> float:
         """Keep the login alive: renew it when due, log in again when the token file
         rotated or the login cannot be renewed. Returns when to call again (monotonic)."""

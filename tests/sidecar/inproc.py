@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from sidecar.agent import Agent
@@ -35,6 +36,10 @@ class Counting:
 
     def renew(self, lease: Lease) -> Lease:
         return self.store.renew(lease)
+
+    def issue(self, path: str, params: Mapping[str, str]) -> Secret:
+        self.reads.append(path)
+        return self.store.issue(path, params)
 
     def maintain(self) -> float:
         return self.store.maintain()
