@@ -126,8 +126,17 @@ class Loop:
 
     def _next_wake(self) -> float:
         if self._retry_at is not None:
-            return self._retry_at
+            # Backing off; still wake when a certificate runs out, to try and to say so.
+            return min([self._retry_at, *self._certificate_ends()])
         return min(self._next_refresh, self._login_due, *self._lease_due.values())
+
+    def _certificate_ends(self) -> list[float]:
+        ends = []
+        for certificate in self.agent.config.certificates:
+            secret = self.agent.secrets.get(certificate.key)
+            if secret and secret.lease and certificate.key not in self._expired:
+                ends.append(secret.lease.expires_at)
+        return ends
 
     def _sleep_until(self, when: float) -> None:
         """Sleep in ticks, touching ``alive`` each time, until ``when`` or stop."""

@@ -151,7 +151,7 @@ def test_an_outage_across_a_renewal_keeps_the_certificate_until_it_expires(
         expired = [r for r in records(stream) if r["msg"].startswith("certificate expired")]
         wait_for(
             lambda: any(r["msg"].startswith("certificate expired") for r in records(stream)),
-            timeout=LIFETIME + 10,
+            timeout=LIFETIME + 20,
         )
         assert not expired
         assert (app.file("tls.crt").read_bytes(), app.file("tls.key").read_bytes()) == before
