@@ -44,18 +44,24 @@ def workdir() -> Iterator[Path]:
         yield Path(name)
 
 
-def seed_store(demo: Demo, openbao: OpenBao, issuer: Issuer, values: dict[str, str]) -> None:
+def seed(openbao: OpenBao, issuer: Issuer, values: dict[str, str]) -> None:
+    """What the demo pod needs of the store: JWT auth, its role and policy, its secrets.
+    Also the container suite's (tests/containers), which runs the same pod."""
     openbao.enable_jwt(issuer)
     openbao.write_policy("demo-web", POLICY)
     openbao.add_jwt_role(
         "web", namespace=NAMESPACE, service_account=ACCOUNT, audience=AUDIENCE,
         policies=["demo-web"], token_ttl="10m",
     )  # fmt: skip
+    openbao.put_kv2("demo/db", {"username": "app", "password": values["password"]})
+    openbao.put_kv2("demo/api", {"key": values["api_key"]})
+
+
+def seed_store(demo: Demo, openbao: OpenBao, issuer: Issuer, values: dict[str, str]) -> None:
+    seed(openbao, issuer, values)
     demo.say('JWT auth at auth/jwt trusts the issuer\'s public key; role "web" is bound to')
     demo.say(f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}, audience {AUDIENCE!r}, policy:")
     demo.say(f"  {POLICY.strip()}")
-    openbao.put_kv2("demo/db", {"username": "app", "password": values["password"]})
-    openbao.put_kv2("demo/api", {"key": values["api_key"]})
     demo.say("secrets: secret/demo/db {username, password}, secret/demo/api {key} (random values)")
 
 

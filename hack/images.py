@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_LABEL = "dev.latchkey.inputs"
@@ -87,25 +88,36 @@ def podman(*args: str, stdin: bytes | None = None) -> str:
     return done.stdout.decode()
 
 
+def inspect(tag: str) -> dict[str, Any] | None:
+    """The image's ``podman image inspect`` record (Id, Size, Labels...), None if absent."""
+    try:
+        found: list[dict[str, Any]] = json.loads(podman("image", "inspect", tag))
+    except ImageError:
+        return None
+    return found[0]
+
+
 def label(tag: str) -> str | None:
     """The content key an image carries: None when there is no such image, "" when the
     image has no key (it came from a registry, not from this script)."""
-    try:
-        podman("image", "exists", tag)
-    except ImageError:
-        return None
-    labels: dict[str, str] = (
-        json.loads(podman("image", "inspect", "--format", "{{json .Labels}}", tag)) or {}
-    )
-    return labels.get(KEY_LABEL, "")
+    info = inspect(tag)
+    return None if info is None else _key_of(info)
+
+
+def _key_of(info: dict[str, Any]) -> str:
+    return str((info.get("Labels") or {}).get(KEY_LABEL, ""))
 
 
 def image_id(tag: str) -> str:
-    return podman("image", "inspect", "--format", "{{.Id}}", tag).strip()
+    info = inspect(tag)
+    if info is None:
+        raise ImageError(f"no image {tag}")
+    return str(info["Id"])
 
 
 def size(tag: str) -> int:
-    return int(podman("image", "inspect", "--format", "{{.Size}}", tag).strip())
+    info = inspect(tag)
+    return 0 if info is None else int(info["Size"])
 
 
 def digest(*parts: str | bytes) -> str:
@@ -134,18 +146,19 @@ def project_key(dockerfile: str, bases: list[str]) -> str:
     return digest(*parts, *(image_id(base) for base in bases))
 
 
-def _reuse(tag: str, key: str) -> Built | None:
-    found = label(tag)
-    if found == key:
-        return Built(tag, built=False, seconds=0.0, size_bytes=size(tag))
-    return None
+def _reuse(tag: str, key: str, *, pulled_ok: bool = False) -> Built | None:
+    """The image when its key matches (or, for a base, when it came from a registry)."""
+    info = inspect(tag)
+    if info is None or not (_key_of(info) == key or (pulled_ok and _key_of(info) == "")):
+        return None
+    return Built(tag, built=False, seconds=0.0, size_bytes=int(info["Size"]))
 
 
 def slim_base() -> Built:
     """The slim stand-in: a trimmed debootstrap rootfs imported under the FROM name."""
     key = digest("slim", SUITE, MIRROR, *SLIM_PACKAGES, *TRIM)
-    if (reused := _reuse(SLIM_BASE, key)) or label(SLIM_BASE) == "":
-        return reused or Built(SLIM_BASE, built=False, seconds=0.0, size_bytes=size(SLIM_BASE))
+    if reused := _reuse(SLIM_BASE, key, pulled_ok=True):
+        return reused
     if shutil.which("debootstrap") is None:
         raise ImageError("debootstrap is not installed: apt-get install debootstrap")
     started = time.monotonic()
@@ -173,8 +186,8 @@ def slim_base() -> Built:
 def build_base() -> Built:
     """The build-stage stand-in: the slim one plus cc and a static libc."""
     key = digest(BUILD_STAGE_FILE, image_id(SLIM_BASE))
-    if (reused := _reuse(BUILD_BASE, key)) or label(BUILD_BASE) == "":
-        return reused or Built(BUILD_BASE, built=False, seconds=0.0, size_bytes=size(BUILD_BASE))
+    if reused := _reuse(BUILD_BASE, key, pulled_ok=True):
+        return reused
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="latchkey-base-") as context:
         (Path(context) / "Containerfile").write_text(BUILD_STAGE_FILE, encoding="utf-8")

@@ -69,16 +69,41 @@ def _context(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return context if isinstance(context, Mapping) else {}
 
 
-def resolve(pod_spec: Mapping[str, Any], spec: Mapping[str, Any], image: ImageUsers) -> Identity:
-    """The identity the kubelet and runtime give container ``spec`` of the pod."""
+@dataclass(frozen=True)
+class Requested:
+    """What the spec asks, before the image fills the gaps: ``runAsUser`` and
+    ``runAsGroup`` (the container's over the pod's, None when neither says) and the
+    pod's added groups (``supplementalGroups``, then ``fsGroup``)."""
+
+    uid: int | None
+    gid: int | None
+    groups: tuple[int, ...]
+    merge_image_groups: bool
+
+
+def requested(pod_spec: Mapping[str, Any], spec: Mapping[str, Any]) -> Requested:
     pod, own = _context(pod_spec), _context(spec)
-    uid = own.get("runAsUser", pod.get("runAsUser"))
-    uid = image.user if uid is None else int(uid)
-    gid = own.get("runAsGroup", pod.get("runAsGroup"))
-    gid = image.primary.get(uid, 0) if gid is None else int(gid)
-    groups = [gid, *(int(g) for g in pod.get("supplementalGroups") or [])]
+    uid, gid = (
+        own.get("runAsUser", pod.get("runAsUser")),
+        own.get("runAsGroup", pod.get("runAsGroup")),
+    )
+    groups = [int(g) for g in pod.get("supplementalGroups") or []]
     if pod.get("fsGroup") is not None:
         groups.append(int(pod["fsGroup"]))
-    if pod.get("supplementalGroupsPolicy", "Merge") == "Merge" and uid in image.names:
+    return Requested(
+        uid=None if uid is None else int(uid),
+        gid=None if gid is None else int(gid),
+        groups=tuple(groups),
+        merge_image_groups=pod.get("supplementalGroupsPolicy", "Merge") == "Merge",
+    )
+
+
+def resolve(pod_spec: Mapping[str, Any], spec: Mapping[str, Any], image: ImageUsers) -> Identity:
+    """The identity the kubelet and runtime give container ``spec`` of the pod."""
+    asked = requested(pod_spec, spec)
+    uid = image.user if asked.uid is None else asked.uid
+    gid = image.primary.get(uid, 0) if asked.gid is None else asked.gid
+    groups = [gid, *asked.groups]
+    if asked.merge_image_groups and uid in image.names:
         groups += image.members.get(image.names[uid], ())
     return Identity(uid=uid, gid=gid, groups=tuple(sorted(set(groups))))

@@ -30,40 +30,20 @@ from pathlib import Path
 from typing import Any
 
 from hack.images import RUNTIME, ULIMITS, podman
+from hack.kubelet import PodFailed
+from hack.kubelet_identity import Requested, requested
 from hack.kubelet_volumes import Minter, Volumes
 
 
-class PodFailed(RuntimeError):
-    """A container of the pod could not start or ended badly; the message says which."""
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The user a container runs as, as the kubelet resolves it."""
-
-    uid: int | None
-    gid: int | None
-    groups: tuple[int, ...]
-
-    def user_flag(self, image_user: str) -> list[str]:
-        if self.uid is None and self.gid is None:
-            return []
-        uid = self.uid if self.uid is not None else image_user.split(":")[0] or "0"
-        return ["--user", f"{uid}:{self.gid}" if self.gid is not None else str(uid)]
-
-
-def identity(pod_spec: dict[str, Any], spec: dict[str, Any]) -> Identity:
-    """``runAsUser``/``runAsGroup`` (container over pod) and the pod's added groups."""
-    pod_ctx = pod_spec.get("securityContext") or {}
-    ctx = spec.get("securityContext") or {}
-    groups = [*pod_ctx.get("supplementalGroups", [])]
-    if "fsGroup" in pod_ctx:
-        groups.append(pod_ctx["fsGroup"])
-    return Identity(
-        uid=ctx.get("runAsUser", pod_ctx.get("runAsUser")),
-        gid=ctx.get("runAsGroup", pod_ctx.get("runAsGroup")),
-        groups=tuple(groups),
-    )
+def user_flags(asked: Requested, image_user: str) -> list[str]:
+    """podman's ``--user`` and ``--group-add`` for what the spec asks; podman fills the
+    rest from the image as the kubelet's runtime does (see hack/kubelet_identity.py)."""
+    flags = [f"--group-add={group}" for group in asked.groups]
+    if asked.uid is None and asked.gid is None:
+        return flags
+    uid = asked.uid if asked.uid is not None else image_user.split(":")[0] or "0"
+    user = f"{uid}:{asked.gid}" if asked.gid is not None else str(uid)
+    return ["--user", user, *flags]
 
 
 def security_flags(spec: dict[str, Any]) -> list[str]:
@@ -134,7 +114,7 @@ class PodmanPod:
         """The ``podman run`` arguments for one container of the pod."""
         image = self._image(spec)
         image_user = podman("image", "inspect", "--format", "{{.Config.User}}", image).strip()
-        who = identity(self.spec, spec)
+        who = requested(self.spec, spec)
         if (spec.get("securityContext") or {}).get("runAsNonRoot") and (
             who.uid == 0 or (who.uid is None and image_user.split(":")[0] in ("", "0", "root"))
         ):
@@ -142,7 +122,7 @@ class PodmanPod:
         argv = [
             "--pod", self.name, "--name", self.container_name(spec["name"]),
             "--network", "host", "--hostname", self.pod_name, *ULIMITS,
-            *who.user_flag(image_user), *(f"--group-add={g}" for g in who.groups),
+            *user_flags(who, image_user),
             *security_flags(spec),
         ]  # fmt: skip
         for var in spec.get("env", []):

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from sidecar.config import AgentConfig, CertificateFile, RenderedFile
+from sidecar.config import AgentConfig, CertificateFile
 from sidecar.errors import WriteError
 from sidecar.logs import Log
 from sidecar.render import env_file, env_value, render_file, rendered_file
@@ -46,6 +46,11 @@ class Agent:
         self.state = StateDir(config.state_dir, log=log)
         self.adopted: set[str] = set()
         self.login_due = float("inf")  # when the store wants maintain() called next
+        # Derived once from the (immutable) config, not on every refresh.
+        self._certificates = {c.key: c for c in config.certificates}
+        named = {f.name: (f.path, f.key) for f in config.files}
+        self._named = named | {s.name: (s.path, s.key) for s in config.sources}
+        self._render_paths = {r.name: {self._named[n][0] for n in r.uses} for r in config.renders}
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -54,9 +59,6 @@ class Agent:
         wanted += [source.path for source in self.config.sources]
         wanted += [certificate.key for certificate in self.config.certificates]
         return tuple(dict.fromkeys(wanted))
-
-    def _render_paths(self, spec: RenderedFile) -> set[str]:
-        return {self.config.secret_path(name)[0] for name in spec.uses}
 
     def start(self, *, adopt: bool = False) -> None:
         """The first complete write: wrapper, files, env file, then ``ready``.
@@ -115,8 +117,7 @@ class Agent:
             wanted += tuple(
                 dict.fromkeys(e.path for e in self.config.env if e.path in self.adopted)
             )
-        for spec in self.config.renders:
-            used = self._render_paths(spec)
+        for used in self._render_paths.values():
             if used & set(wanted):  # rendered whole: adopted paths in it need their fields
                 wanted += tuple(p for p in used if p in self.adopted)
         fetched = self.fetch(tuple(dict.fromkeys(wanted)))
@@ -155,10 +156,6 @@ class Agent:
             return self.store.read(path)
         return self.store.issue(certificate.path, certificate.params)
 
-    @property
-    def _certificates(self) -> dict[str, CertificateFile]:
-        return {c.key: c for c in self.config.certificates}
-
     def write(self, secrets: Mapping[str, Secret], *, touched: set[str]) -> list[str]:
         """Render everything that depends on ``touched`` paths, then write it all."""
         outputs = [
@@ -172,11 +169,10 @@ class Agent:
                     self.secrets_dir, certificate, secrets[certificate.key]
                 )
         for render in self.config.renders:
-            if self._render_paths(render) & touched:
+            if self._render_paths[render.name] & touched:
                 used = {
-                    name: (secrets[path], key)
+                    name: (secrets[self._named[name][0]], self._named[name][1])
                     for name in render.uses
-                    for path, key in [self.config.secret_path(name)]
                 }
                 outputs.append(
                     (self.secrets_dir / render.name, rendered_file(render, used), render.mode)

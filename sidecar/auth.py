@@ -27,17 +27,19 @@ TOKEN_ENV = ("BAO_TOKEN", "VAULT_TOKEN")
 class TokenFile:
     """One projected token file; knows whether it changed since the last login."""
 
-    def __init__(self, path: str | Path, *, what: str = "projected token file") -> None:
+    def __init__(
+        self, path: str | Path, *, what: str = "projected token file", hint: str = OFF_CLUSTER
+    ) -> None:
         self.path = Path(path)
         self.what = what
+        self.hint = hint  # said when the file is missing
         self._digest: bytes | None = None
 
     def _read(self) -> str:
         try:
             token = self.path.read_text(encoding="utf-8").strip()
         except FileNotFoundError as exc:
-            hint = OFF_CLUSTER if self.what == "projected token file" else ""
-            raise TokenError(f"{self.what} {self.path} does not exist{hint}") from exc
+            raise TokenError(f"{self.what} {self.path} does not exist{self.hint}") from exc
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise TokenError(f"{self.what} {self.path} is unreadable: {reason}") from exc

@@ -272,12 +272,6 @@ class AgentConfig(Model):
             raise ValueError(f"{', '.join(sorted(clash))}: both a file and a rendered file")
         return self
 
-    def secret_path(self, name: str) -> tuple[str, str | None]:
-        """The store path (and field) of a secret a rendered file uses, by name."""
-        found = {f.name: (f.path, f.key) for f in self.files}
-        found |= {s.name: (s.path, s.key) for s in self.sources}
-        return found[name]
-
     @model_validator(mode="after")
     def _needs_role(self) -> AgentConfig:
         token_auth = self.store.kind == "vault" and self.store.auth.method == "token"

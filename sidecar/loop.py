@@ -23,9 +23,10 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from sidecar.agent import ALIVE_FILE, Agent
+from sidecar.config import CertificateFile
 from sidecar.errors import AgentError, StoreError, StoreUnavailable, WriteError
 from sidecar.metrics import Stats
 from sidecar.probe import TICK
@@ -104,10 +105,8 @@ class Loop:
         """A certificate past its end that could not be issued again: say so once; the
         old files stay (the app may still be serving with them) and the retries go on."""
         now = self._clock()
-        for certificate in self.agent.config.certificates:
-            secret = self.agent.secrets.get(certificate.key)
-            lease = secret.lease if secret else None
-            if lease and now >= lease.expires_at and certificate.key not in self._expired:
+        for certificate, lease in self._certificate_leases():
+            if now >= lease.expires_at:
                 self._expired.add(certificate.key)
                 self.stats.failed(StoreUnavailable(f"certificate {certificate.name} expired"))
                 self.log.error(
@@ -127,16 +126,16 @@ class Loop:
     def _next_wake(self) -> float:
         if self._retry_at is not None:
             # Backing off; still wake when a certificate runs out, to try and to say so.
-            return min([self._retry_at, *self._certificate_ends()])
+            ends = [lease.expires_at for _, lease in self._certificate_leases()]
+            return min([self._retry_at, *ends])
         return min(self._next_refresh, self._login_due, *self._lease_due.values())
 
-    def _certificate_ends(self) -> list[float]:
-        ends = []
+    def _certificate_leases(self) -> Iterator[tuple[CertificateFile, Lease]]:
+        """Each certificate held whose expiry is not yet reported, with its lifetime."""
         for certificate in self.agent.config.certificates:
             secret = self.agent.secrets.get(certificate.key)
             if secret and secret.lease and certificate.key not in self._expired:
-                ends.append(secret.lease.expires_at)
-        return ends
+                yield certificate, secret.lease
 
     def _sleep_until(self, when: float) -> None:
         """Sleep in ticks, touching ``alive`` each time, until ``when`` or stop."""

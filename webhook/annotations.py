@@ -262,14 +262,25 @@ class _Getter:
             return default
 
 
+def _file_names(ours: Mapping[str, str], prefix: str, problems: Problems) -> list[str]:
+    """The names after ``prefix`` (``secret-``, ``source-``, ...) that are file names;
+    each one that is not is a problem of its annotation."""
+    names = []
+    for name in sorted(n.removeprefix(prefix) for n in ours if n.startswith(prefix)):
+        if prefix == "cert-" and name.startswith("params-"):
+            continue  # cert-params-<name> goes with cert-<name>
+        if is_file_name(name):
+            names.append(name)
+        else:
+            problems.add(f"{prefix}{name}", file_name_problem(name))
+    return names
+
+
 def _files(
     ours: Mapping[str, str], get: _Getter, *, aws: bool, problems: Problems
 ) -> tuple[FileRequest, ...]:
     files = []
-    for name in sorted(n.removeprefix("secret-") for n in ours if n.startswith("secret-")):
-        if not is_file_name(name):
-            problems.add(f"secret-{name}", file_name_problem(name))
-            continue
+    for name in _file_names(ours, "secret-", problems):
         ref = get(f"secret-{name}", _ref(aws=aws, key_required=False), default=None)
         if ref is None:
             continue
@@ -290,10 +301,7 @@ def _sources(
     ours: Mapping[str, str], get: _Getter, *, aws: bool, problems: Problems
 ) -> tuple[SourceRequest, ...]:
     sources = []
-    for name in sorted(n.removeprefix("source-") for n in ours if n.startswith("source-")):
-        if not is_file_name(name):
-            problems.add(f"source-{name}", file_name_problem(name))
-            continue
+    for name in _file_names(ours, "source-", problems):
         ref = get(f"source-{name}", _ref(aws=aws, key_required=False), default=None)
         if ref is not None:
             sources.append(SourceRequest(name=name, path=ref[0], key=ref[1]))
@@ -305,7 +313,7 @@ def _renders(
 ) -> tuple[RenderRequest, ...]:
     """``jinja-<name>`` files: the template parses, and names secrets only by constant."""
     renders = []
-    names = sorted(n.removeprefix("jinja-") for n in ours if n.startswith("jinja-"))
+    names = _file_names(ours, "jinja-", problems)
     if not names:
         return ()
     from sidecar.jinja import parse as parse_template
@@ -314,9 +322,6 @@ def _renders(
     declared = {n.split("-", 1)[1] for n in ours if n.startswith(("secret-", "source-"))}
     for name in names:
         key = f"jinja-{name}"
-        if not is_file_name(name):
-            problems.add(key, file_name_problem(name))
-            continue
         if f"secret-{name}" in ours:
             problems.add(key, f"{PREFIX}secret-{name} writes that file already; rename one")
             continue
@@ -347,16 +352,8 @@ def _certificates(
     ours: Mapping[str, str], get: _Getter, *, aws: bool, problems: Problems
 ) -> tuple[CertRequest, ...]:
     certificates = []
-    names = sorted(
-        n.removeprefix("cert-")
-        for n in ours
-        if n.startswith("cert-") and not n.startswith("cert-params-")
-    )
-    for name in names:
+    for name in _file_names(ours, "cert-", problems):
         key = f"cert-{name}"
-        if not is_file_name(name):
-            problems.add(key, file_name_problem(name))
-            continue
         if aws:
             problems.add(key, "AWS stores issue no certificates: use a Vault/OpenBao store")
             continue

@@ -25,11 +25,12 @@ bounded rule name for the metrics.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from webhook.containers import AGENT, BIN, INIT, SECRETS, STATE, TOKEN
 from webhook.settings import GuardSettings
+from webhook.targets import containers_of
 
 Obj = Mapping[str, Any]
 AGENT_ONLY = {TOKEN: "the agent's store-audience token", STATE: "the agent's saved store token"}
@@ -45,11 +46,9 @@ class Refusal(NamedTuple):
     message: str
 
 
-def _items(obj: Obj, *path: str) -> list[Obj]:
-    value: Any = obj
-    for key in path:
-        value = value.get(key) if isinstance(value, Mapping) else None
-    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+def _spec(pod: Obj) -> Obj:
+    spec = pod.get("spec")
+    return spec if isinstance(spec, Mapping) else {}
 
 
 def check_update(
@@ -57,11 +56,10 @@ def check_update(
 ) -> list[Refusal]:
     """Every reason to refuse this update of an injected pod; none means allow."""
     if sub_resource == "ephemeralcontainers":
-        known = {c.get("name") for c in _items(old, "spec", "ephemeralContainers")}
-        added = [
-            c for c in _items(pod, "spec", "ephemeralContainers") if c.get("name") not in known
-        ]
-        shared = (pod.get("spec") or {}).get("shareProcessNamespace") is True
+        known = {c.get("name") for c in containers_of(_spec(old), "ephemeralContainers")}
+        debug = containers_of(_spec(pod), "ephemeralContainers")
+        added = [c for c in debug if c.get("name") not in known]
+        shared = _spec(pod).get("shareProcessNamespace") is True
         return [p for c in added for p in _ephemeral(c, shared=shared, settings=settings)]
     if not sub_resource:
         return _agent_images(pod, old)
@@ -71,7 +69,7 @@ def check_update(
 def _ephemeral(container: Obj, *, shared: bool, settings: GuardSettings) -> list[Refusal]:
     name = container.get("name")
     problems = []
-    for mount in _items(container, "volumeMounts"):
+    for mount in containers_of(container, "volumeMounts"):
         volume = mount.get("name")
         if volume in AGENT_ONLY:
             problems.append(
@@ -130,9 +128,8 @@ def _can_read_other_processes(container: Obj) -> bool:
 
 def _agent_images(pod: Obj, old: Obj) -> list[Refusal]:
     def images(obj: Obj) -> dict[str, Any]:
-        every: Sequence[Obj] = [
-            *_items(obj, "spec", "initContainers"), *_items(obj, "spec", "containers")
-        ]  # fmt: skip
+        spec = _spec(obj)
+        every = [*containers_of(spec, "initContainers"), *containers_of(spec, "containers")]
         return {str(c["name"]): c.get("image") for c in every if c.get("name") in OURS}
 
     before, after = images(old), images(pod)

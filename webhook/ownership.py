@@ -31,7 +31,8 @@ class Ownership:
     warning: str | None = None
 
 
-def _context(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+def security_context(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A container's or pod spec's ``securityContext``; empty when absent or odd."""
     context = obj.get("securityContext")
     return context if isinstance(context, Mapping) else {}
 
@@ -43,13 +44,13 @@ def _known(value: object) -> int | None:
 
 def effective_uid(container: Mapping[str, Any], pod_spec: Mapping[str, Any]) -> int | None:
     """The uid the container runs as when the spec says so; None when the image decides."""
-    own = _context(container).get("runAsUser")
-    return _known(own if own is not None else _context(pod_spec).get("runAsUser"))
+    own = security_context(container).get("runAsUser")
+    return _known(own if own is not None else security_context(pod_spec).get("runAsUser"))
 
 
 def _effective_gid(container: Mapping[str, Any], pod_spec: Mapping[str, Any]) -> int | None:
-    own = _context(container).get("runAsGroup")
-    value = own if own is not None else _context(pod_spec).get("runAsGroup")
+    own = security_context(container).get("runAsGroup")
+    value = own if own is not None else security_context(pod_spec).get("runAsGroup")
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
@@ -61,7 +62,7 @@ def decide(
     if len(uids) == 1 and (uid := uids.pop()) is not None:
         gid = _effective_gid(selected[0], pod_spec)
         return Ownership(uid=uid, gid=uid if gid is None else gid, mode=OWNER_ONLY, as_app=True)
-    fs_group = _known(_context(pod_spec).get("fsGroup"))
+    fs_group = _known(security_context(pod_spec).get("fsGroup"))
     if fs_group is not None:
         return Ownership(uid=fallback_uid, gid=fs_group, mode=GROUP_READ, as_app=False)
     return Ownership(

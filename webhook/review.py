@@ -54,26 +54,24 @@ class AdmissionRequest(_Envelope):
     old_object: dict[str, Any] | None = Field(default=None, alias="oldObject")
 
     @property
+    def _is_pod(self) -> bool:
+        return (
+            self.kind.group == "" and self.kind.kind == "Pod" and self.resource.resource == "pods"
+        )
+
+    @property
     def is_pod_update(self) -> bool:
         """A running Pod changed: its spec (images) or its ephemeral containers."""
         return (
             self.operation == "UPDATE"
-            and self.kind.group == ""
-            and self.kind.kind == "Pod"
-            and self.resource.resource == "pods"
+            and self._is_pod
             and self.sub_resource in ("", "ephemeralcontainers")
         )
 
     @property
     def is_pod_create(self) -> bool:
         """Only a new Pod is ours to mutate; sub-resources and other kinds pass."""
-        return (
-            self.operation == "CREATE"
-            and self.kind.group == ""
-            and self.kind.kind == "Pod"
-            and self.resource.resource == "pods"
-            and not self.sub_resource
-        )
+        return self.operation == "CREATE" and self._is_pod and not self.sub_resource
 
 
 class AdmissionReview(_Envelope):

@@ -15,7 +15,7 @@ from typing import Any
 from sidecar.config import BIN_DIR, SIGNAL_MARK_DIR, SignalAction
 from webhook.annotations import InjectRequest
 from webhook.containers import AGENT, BIN, INIT, MARK, SECRETS, STATE, TOKEN, VOLUMES
-from webhook.ownership import Ownership, decide, effective_uid
+from webhook.ownership import Ownership, decide, effective_uid, security_context
 from webhook.problems import PREFIX, Problems, echo
 from webhook.settings import WebhookConfig
 
@@ -112,7 +112,7 @@ def _shared_pid_readers(
         if name in selected or name in (INIT, AGENT):
             continue
         uid = effective_uid(container, spec)
-        caps = (_context(container).get("capabilities") or {}).get("add") or []
+        caps = (security_context(container).get("capabilities") or {}).get("add") or []
         ptrace = any(str(c).upper().removeprefix("CAP_") in ("SYS_PTRACE", "ALL") for c in caps)
         if uid == ownership.uid or ptrace:
             why = f"runs as uid {uid}" if uid == ownership.uid else "adds CAP_SYS_PTRACE"
@@ -131,11 +131,6 @@ def _shared_pid_readers(
                 "http://localhost on-change"
             )
     return tuple(warnings)
-
-
-def _context(container: Container) -> Mapping[str, Any]:
-    context = container.get("securityContext")
-    return context if isinstance(context, Mapping) else {}
 
 
 def _common_names(

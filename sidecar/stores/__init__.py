@@ -26,7 +26,9 @@ def open_store(
     token_file: TokenFile | EnvToken = TokenFile(config.token_path)
     if config.store.kind == "vault" and config.store.auth.method == "token":
         given = config.store.auth.token_file
-        token_file = TokenFile(given, what="store token file") if given else EnvToken(environ or {})
+        token_file = (
+            TokenFile(given, what="store token file", hint="") if given else EnvToken(environ or {})
+        )
     if config.store.kind == "vault":
         from sidecar.state import StateDir
         from sidecar.stores.vault import VaultStore

@@ -11,7 +11,6 @@ injection needs no shell and no libc.
 
 from __future__ import annotations
 
-import copy
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,16 +20,14 @@ from typing import Any
 import pytest
 import yaml
 
-from hack.images import IMAGES, RUNTIME, build_all
+from hack.demo import AUDIENCE, NAMESPACE, POD_FILE, seed
+from hack.images import IMAGES, RUNTIME, ULIMITS, build_all
 from hack.kubelet import issuer_minter
 from hack.local_webhook import Admission, LocalWebhook, vault_store
 from hack.localstore import Issuer, OpenBao
 from hack.podman_pod import PodmanPod
 from tests.containers.app import app_image
 
-REPO = Path(__file__).resolve().parents[2]
-NAMESPACE, ACCOUNT, AUDIENCE = "demo", "web", "openbao"
-POLICY = 'path "secret/data/demo/*" { capabilities = ["read"] }\n'
 SECRETS_DIR = "/latchkey/secrets"
 APP_COMMAND = ["/app", "API_KEY", "--watch", f"{SECRETS_DIR}/dsn"]
 
@@ -57,8 +54,7 @@ class Scene:
 
 def demo_pod(app_tag: str) -> dict[str, Any]:
     """The demo pod as a user writes it, its busybox app swapped for the static app."""
-    pod: dict[str, Any] = yaml.safe_load((REPO / "hack/demo/pod.yaml").read_text("utf-8"))
-    pod = copy.deepcopy(pod)
+    pod: dict[str, Any] = yaml.safe_load(POD_FILE.read_text("utf-8"))
     (app,) = pod["spec"]["containers"]
     app.pop("args")
     app.update(image=app_tag, command=APP_COMMAND)
@@ -70,7 +66,7 @@ def image_webhook(workdir: Path, config: dict[str, Any]) -> LocalWebhook:
     name = "latchkey-webhook-" + secrets.token_hex(4)
     launcher = (
         "podman", *RUNTIME, "run", "--rm", "--name", name, "--network", "host",
-        "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+        *ULIMITS,
         "--read-only", "--cap-drop=ALL", "--security-opt", "no-new-privileges",
         "--volume", f"{workdir}:{workdir}:U", IMAGES["webhook"],
     )  # fmt: skip
@@ -91,14 +87,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     )
     pod: PodmanPod | None = None
     try:
-        openbao.enable_jwt(issuer)
-        openbao.write_policy("demo-web", POLICY)
-        openbao.add_jwt_role(
-            "web", namespace=NAMESPACE, service_account=ACCOUNT, audience=AUDIENCE,
-            policies=["demo-web"], token_ttl="10m",
-        )  # fmt: skip
-        openbao.put_kv2("demo/db", {"username": "app", "password": values["password"]})
-        openbao.put_kv2("demo/api", {"key": values["api_key"]})
+        seed(openbao, issuer, values)
         webhook.start(timeout=60)
         admission = webhook.admit(demo_pod(app_tag), namespace=NAMESPACE)
         assert admission.allowed, admission.message
