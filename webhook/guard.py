@@ -71,6 +71,8 @@ def _ephemeral(container: Obj, *, shared: bool, settings: GuardSettings) -> list
     problems = []
     for mount in containers_of(container, "volumeMounts"):
         volume = mount.get("name")
+        if not isinstance(volume, str):
+            continue  # not a volume name: the API server's validation refuses it
         if volume in AGENT_ONLY:
             problems.append(
                 Refusal(

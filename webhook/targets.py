@@ -235,8 +235,10 @@ def private_mounts(
             name = container.get("name")
             if name in (INIT, AGENT):
                 continue
-            for mount in container.get("volumeMounts") or []:
-                volume = mount.get("name") if isinstance(mount, Mapping) else None
+            for mount in containers_of(container, "volumeMounts"):
+                volume = mount.get("name")
+                if not isinstance(volume, str):
+                    continue  # not a volume name: the API server's validation refuses it
                 if volume in private:
                     problems.add(
                         "inject",
@@ -250,7 +252,7 @@ def private_mounts(
                         f"container {name} mounts volume {volume} writable; latchkey mounts "
                         "it read-only into the containers it selects: remove that mount",
                     )
-                elif volume == SECRETS and selected is not None and name not in selected:
+                elif volume == SECRETS and selected is not None and str(name) not in selected:
                     problems.add(
                         "inject",
                         f"container {name} mounts volume {SECRETS} but is not one of the "

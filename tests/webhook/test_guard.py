@@ -208,3 +208,9 @@ def test_other_requests_pass_untouched(operation: str, sub_resource: str) -> Non
     body["request"] |= {"operation": operation, "subResource": sub_resource}
     response, _ = _post(CONFIG, body)
     assert response["allowed"] is True
+
+
+def test_a_debug_mount_name_that_is_not_a_string_is_no_internal_error() -> None:
+    body = debugged("deployment-native", debug_container(volumeMounts=[{"name": ["x"]}]))
+    response, _ = _post(CONFIG, body)
+    assert response["allowed"] is True

@@ -101,3 +101,11 @@ def test_reinvocation_of_an_untouched_injected_pod_changes_nothing() -> None:
     pod = _injected()
     mutation = mutate_pod(pod, namespace=NAMESPACE, config=CONFIG)
     assert (mutation.outcome, mutation.patch) == ("already-injected", [])
+
+
+@pytest.mark.parametrize("name", [["latchkey-token"], {"a": 1}, 7, None])
+def test_a_mount_name_that_is_not_a_string_is_no_internal_error(name: object) -> None:
+    """Found by the schemathesis fuzz: an odd mount name is the API server's to refuse."""
+    pod = with_mount("latchkey-token")
+    pod["spec"]["containers"][0]["volumeMounts"][-1]["name"] = name
+    assert mutate_pod(pod, namespace=NAMESPACE, config=CONFIG).outcome == "injected"
