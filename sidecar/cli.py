@@ -74,6 +74,21 @@ def parser() -> argparse.ArgumentParser:
     store.add_argument("--store-token-file", help="token auth: file holding the store token")
     store.add_argument("--auth-mount", help="auth mount path (default: the method's name)")
     store.add_argument("--audience", default="vault", help="audience of the projected token")
+    store.add_argument(
+        "--gcp-credential-config",
+        metavar="FILE",
+        help="a Google Cloud Secret Manager store from the workload identity federation "
+        "credential configuration that `gcloud iam workload-identity-pools create-cred-config` "
+        "writes (a file credential source only)",
+    )
+    store.add_argument("--gcp-project", help="gcp: the project of short secret names")
+    store.add_argument(
+        "--azure-vault-url",
+        metavar="URL",
+        help="an Azure Key Vault store: https://NAME.vault.azure.net, logging in as "
+        "$AZURE_CLIENT_ID of $AZURE_TENANT_ID with $AZURE_FEDERATED_TOKEN_FILE (the variables "
+        "Azure Workload Identity sets; --role overrides the client id)",
+    )
     what = p.add_argument_group("what to fetch (added to the config's)")
     what.add_argument("--role", help="store role to log in as")
     what.add_argument("--token-path", help="projected service-account token file")
@@ -110,7 +125,9 @@ def run(argv: Sequence[str], environ: Mapping[str, str], *, log: Log) -> int:
     args = parser().parse_args(argv)
     base, source = load_base(args, environ)
     standalone = off_cluster(source, environ)
-    config = validate(apply_flags(base, args, standalone=standalone), source=source)
+    config = validate(
+        apply_flags(base, args, standalone=standalone, environ=environ), source=source
+    )
     if standalone:
         log.info(
             "off a cluster: files go under",

@@ -146,12 +146,112 @@ class AwsStore(Model):
     auth: AwsAuth = AwsAuth()
 
 
-StoreConfig = Annotated[VaultStore | AwsStore, Field(discriminator="kind")]
+GCP_PROVIDER_RE = (
+    r"^projects/\d{1,20}/locations/global/workloadIdentityPools/[a-z0-9-]{4,32}"
+    r"/providers/[a-z0-9-]{4,32}$"
+)
+# A service account's email: user-managed (NAME@PROJECT.iam.gserviceaccount.com) or a
+# Google-managed one (NUMBER-compute@developer.gserviceaccount.com).
+GCP_SERVICE_ACCOUNT_RE = r"^[a-z0-9][a-z0-9.-]{0,62}@[a-z0-9.-]{1,100}\.gserviceaccount\.com$"
+GCP_PROJECT_RE = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^\d{1,20}$"
+GUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# A tenant is its GUID or one of its verified domain names.
+AZURE_TENANT_RE = GUID_RE + r"|^[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
+HTTPS_BASE_RE = r"^https://[^\s/?#]+(/[^\s?#]*)?$"
 
 
-def store_audience(store: VaultStore | AwsStore) -> str:
+def _matching(pattern: str, what: str) -> AfterValidator:
+    """A validator that says what a value should be, rather than the pattern it missed."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+HttpsBase = Annotated[str, _matching(HTTPS_BASE_RE, "an https:// base URL")]
+GcpProvider = Annotated[
+    str,
+    _matching(
+        GCP_PROVIDER_RE,
+        "a workload identity provider: projects/PROJECT_NUMBER/locations/global/"
+        "workloadIdentityPools/POOL/providers/PROVIDER",
+    ),
+]
+GcpServiceAccount = Annotated[
+    str,
+    _matching(
+        GCP_SERVICE_ACCOUNT_RE, "a service account email such as app@P.iam.gserviceaccount.com"
+    ),
+]
+GcpProject = Annotated[str, _matching(GCP_PROJECT_RE, "a project id (6-30 a-z0-9-) or number")]
+Guid = Annotated[str, _matching(GUID_RE, "a GUID such as 11111111-2222-3333-4444-555555555555")]
+AzureTenant = Annotated[str, _matching(AZURE_TENANT_RE, "a tenant id (a GUID) or domain name")]
+VaultUrl = Annotated[
+    str, _matching(r"^https://[^\s/?#]+/?$", "a vault URL such as https://NAME.vault.azure.net")
+]
+
+
+class GcpEndpoints(Model):
+    """Base URLs of the three Google APIs the agent calls; unset means Google's own.
+    For Private Service Connect endpoints, or a stand-in in tests."""
+
+    sts: HttpsBase | None = None
+    iamcredentials: HttpsBase | None = None
+    secretmanager: HttpsBase | None = None
+
+
+class GcpAuth(Model):
+    audience: str = Field(
+        default="", description="empty: the provider's default, https://iam.googleapis.com/ + it"
+    )
+
+
+class GcpStore(Model):
+    """Google Cloud Secret Manager through workload identity federation: the projected
+    token is exchanged at Google's STS, then optionally for a service account's token."""
+
+    kind: Literal["gcp"]
+    project: GcpProject | None = None
+    workload_identity_provider: GcpProvider
+    service_account: GcpServiceAccount | None = None
+    endpoints: GcpEndpoints = GcpEndpoints()
+    ca_bundle: str | None = Field(default=None, description="PEM CA certificates to trust")
+    auth: GcpAuth = GcpAuth()
+
+    @property
+    def audience(self) -> str:
+        """The projected token's ``aud``: what the provider's allowed audiences hold."""
+        return self.auth.audience or f"https://iam.googleapis.com/{self.workload_identity_provider}"
+
+
+class AzureAuth(Model):
+    audience: str = "api://AzureADTokenExchange"
+
+
+class AzureStore(Model):
+    """Azure Key Vault through Microsoft Entra workload identity: the projected token is
+    the client assertion of an app registration or managed identity federated with it."""
+
+    kind: Literal["azure"]
+    vault_url: VaultUrl
+    tenant_id: AzureTenant
+    client_id: Guid
+    authority_host: HttpsBase = "https://login.microsoftonline.com"
+    ca_bundle: str | None = Field(default=None, description="PEM CA certificates to trust")
+    auth: AzureAuth = AzureAuth()
+
+
+AnyStore = VaultStore | AwsStore | GcpStore | AzureStore
+StoreConfig = Annotated[AnyStore, Field(discriminator="kind")]
+
+
+def store_audience(store: AnyStore) -> str:
     """The audience the projected token must carry for this store."""
-    return store.auth.audience
+    return store.audience if isinstance(store, GcpStore) else store.auth.audience
 
 
 # --- what to fetch and where to put it ------------------------------------------------
@@ -243,7 +343,10 @@ class AgentConfig(Model):
     version: Literal[1] = CONFIG_VERSION
     store: StoreConfig
     role: str = Field(
-        default="", description="store role (Vault) or role ARN (AWS); none with token auth"
+        default="",
+        description="store role (Vault), role ARN (AWS), service account to impersonate "
+        "(GCP; none: the federated principal), client id (Azure; none: the store's); "
+        "none with token auth",
     )
     token_path: str = str(TOKEN_PATH)
     secrets_dir: str = str(DEFAULT_MOUNT_PATH)
@@ -275,7 +378,8 @@ class AgentConfig(Model):
     @model_validator(mode="after")
     def _needs_role(self) -> AgentConfig:
         token_auth = self.store.kind == "vault" and self.store.auth.method == "token"
-        if not self.role and not token_auth:
+        # gcp: no role reads as the federated principal; azure: the store's clientId.
+        if not self.role and not token_auth and self.store.kind in ("vault", "aws"):
             raise ValueError("role is required (the store role, or the role ARN for AWS)")
         return self
 

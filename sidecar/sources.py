@@ -86,7 +86,11 @@ def off_cluster(source: str, environ: Mapping[str, str]) -> bool:
 
 
 def apply_flags(
-    config: dict[str, Any], args: argparse.Namespace, *, standalone: bool = False
+    config: dict[str, Any],
+    args: argparse.Namespace,
+    *,
+    standalone: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Lay the standalone flags over ``config``; ``standalone``: default the directories
     to ones under the current directory (:data:`OFF_CLUSTER_DIRS`)."""
@@ -94,8 +98,16 @@ def apply_flags(
     if standalone:
         for key, directory in OFF_CLUSTER_DIRS.items():
             config.setdefault(key, str(Path.cwd() / directory))
+    chosen = [f for f in ("address", "gcp_credential_config", "azure_vault_url") if getattr(args, f)]
+    if len(chosen) > 1:
+        flags = " and ".join("--" + f.replace("_", "-") for f in chosen)
+        raise ConfigError(f"{flags}: give one store")
     if args.address:
         config["store"] = _store_from_flags(args)
+    if args.gcp_credential_config:
+        config.update(_gcp_from_flags(args))
+    if args.azure_vault_url:
+        config.update(_azure_from_flags(args, environ or {}))
     scalars = {
         "role": args.role,
         "tokenPath": args.token_path,
@@ -130,12 +142,40 @@ def _store_from_flags(args: argparse.Namespace) -> dict[str, Any]:
             store["auth"]["tokenFile"] = args.store_token_file
     else:
         store["auth"]["audience"] = args.audience
-    if args.ca_file:
-        try:
-            store["caBundle"] = Path(args.ca_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"--ca-file {args.ca_file}: {exc.strerror}") from exc
-    return store
+    return {**store, **_ca_bundle(args)}
+
+
+def _ca_bundle(args: argparse.Namespace) -> dict[str, str]:
+    if not args.ca_file:
+        return {}
+    try:
+        return {"caBundle": Path(args.ca_file).read_text(encoding="utf-8")}
+    except OSError as exc:
+        raise ConfigError(f"--ca-file {args.ca_file}: {exc.strerror}") from exc
+
+
+# What Azure Workload Identity's own webhook sets in a pod, so the agent reads the same.
+AZURE_ENV = {
+    "tenantId": "AZURE_TENANT_ID",
+    "clientId": "AZURE_CLIENT_ID",
+    "tokenPath": "AZURE_FEDERATED_TOKEN_FILE",
+    "authorityHost": "AZURE_AUTHORITY_HOST",
+}
+
+
+def _azure_from_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The store (and token path) for ``--azure-vault-url``, from Azure's env variables."""
+    found = {key: environ[name] for key, name in AZURE_ENV.items() if environ.get(name)}
+    for key in ("tenantId", "clientId"):
+        if key not in found and not (key == "clientId" and args.role):
+            raise ConfigError(f"--azure-vault-url needs ${AZURE_ENV[key]} (or --role for a client id)")
+    store: dict[str, Any] = {"kind": "azure", "vaultUrl": args.azure_vault_url}
+    store.update({k: v for k, v in found.items() if k != "tokenPath"})
+    store.setdefault("clientId", args.role)
+    update: dict[str, Any] = {"store": {**store, **_ca_bundle(args)}}
+    if "tokenPath" in found:
+        update["tokenPath"] = found["tokenPath"]
+    return update
 
 
 def _files_from_flags(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar, cast, get_args
 
-from sidecar.config import ENV_NAME_RE, Format, HttpAction, SignalAction, is_file_name
+from sidecar.config import (
+    ENV_NAME_RE,
+    AnyStore,
+    Format,
+    HttpAction,
+    SignalAction,
+    is_file_name,
+)
 from webhook import values
 from webhook.problems import PREFIX, Problems, echo
 from webhook.settings import WebhookConfig
@@ -166,15 +173,15 @@ def parse(
     if store not in config.stores:
         valid = ", ".join(sorted(config.stores))
         problems.add("store", f"no store named {echo(store)} in the webhook config; valid: {valid}")
-    aws = store in config.stores and config.stores[store].kind == "aws"
+    kind = config.stores.get(store)
     request = InjectRequest(
         store=store,
-        role=get("role", lambda v: values.role(v, aws=aws), default=None),
-        files=_files(ours, get, aws=aws, problems=problems),
-        sources=_sources(ours, get, aws=aws, problems=problems),
+        role=get("role", lambda v: values.role(v, store=kind), default=None),
+        files=_files(ours, get, store=kind, problems=problems),
+        sources=_sources(ours, get, store=kind, problems=problems),
         renders=_renders(ours, get, problems=problems),
-        certificates=_certificates(ours, get, aws=aws, problems=problems),
-        env=_env(ours, get, aws=aws, problems=problems),
+        certificates=_certificates(ours, get, store=kind, problems=problems),
+        env=_env(ours, get, store=kind, problems=problems),
         containers=get("containers", values.container_names, default=None),
         mount_path=get("mount-path", values.mount_path, default=config.defaults.mount_path),
         init_only=get("init-only", values.boolean, default=False),
@@ -277,11 +284,11 @@ def _file_names(ours: Mapping[str, str], prefix: str, problems: Problems) -> lis
 
 
 def _files(
-    ours: Mapping[str, str], get: _Getter, *, aws: bool, problems: Problems
+    ours: Mapping[str, str], get: _Getter, *, store: AnyStore | None, problems: Problems
 ) -> tuple[FileRequest, ...]:
     files = []
     for name in _file_names(ours, "secret-", problems):
-        ref = get(f"secret-{name}", _ref(aws=aws, key_required=False), default=None)
+        ref = get(f"secret-{name}", _ref(store, key_required=False), default=None)
         if ref is None:
             continue
         files.append(
@@ -298,11 +305,11 @@ def _files(
 
 
 def _sources(
-    ours: Mapping[str, str], get: _Getter, *, aws: bool, problems: Problems
+    ours: Mapping[str, str], get: _Getter, *, store: AnyStore | None, problems: Problems
 ) -> tuple[SourceRequest, ...]:
     sources = []
     for name in _file_names(ours, "source-", problems):
-        ref = get(f"source-{name}", _ref(aws=aws, key_required=False), default=None)
+        ref = get(f"source-{name}", _ref(store, key_required=False), default=None)
         if ref is not None:
             sources.append(SourceRequest(name=name, path=ref[0], key=ref[1]))
     return tuple(sources)
@@ -349,15 +356,17 @@ def _renders(
 
 
 def _certificates(
-    ours: Mapping[str, str], get: _Getter, *, aws: bool, problems: Problems
+    ours: Mapping[str, str], get: _Getter, *, store: AnyStore | None, problems: Problems
 ) -> tuple[CertRequest, ...]:
     certificates = []
     for name in _file_names(ours, "cert-", problems):
         key = f"cert-{name}"
-        if aws:
-            problems.add(key, "AWS stores issue no certificates: use a Vault/OpenBao store")
+        if store is not None and store.kind != "vault":
+            problems.add(
+                key, f"{store.kind} stores issue no certificates: use a Vault/OpenBao store"
+            )
             continue
-        ref = get(key, _ref(aws=False, key_required=False), default=None)
+        ref = get(key, _ref(store, key_required=False), default=None)
         no_params: dict[str, str] = {}
         params = get(f"cert-params-{name}", _cert_params, default=no_params)
         if ref is None:
@@ -399,8 +408,8 @@ _ENV_RULES = "letters, digits and '_', not starting with a digit"
 _FILE_RULES = "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
 
 
-def _ref(*, aws: bool, key_required: bool) -> Callable[[str], tuple[str, str | None]]:
-    return lambda value: values.store_path(value, aws=aws, key_required=key_required)
+def _ref(store: AnyStore | None, *, key_required: bool) -> Callable[[str], tuple[str, str | None]]:
+    return lambda value: values.store_path(value, store=store, key_required=key_required)
 
 
 def _format(value: str) -> Format:
@@ -410,14 +419,14 @@ def _format(value: str) -> Format:
 
 
 def _env(
-    ours: Mapping[str, str], get: _Getter, *, aws: bool, problems: Problems
+    ours: Mapping[str, str], get: _Getter, *, store: AnyStore | None, problems: Problems
 ) -> tuple[EnvRequest, ...]:
     env = []
     for name in sorted(n.removeprefix("env-") for n in ours if n.startswith("env-")):
         if not ENV_NAME_RE.fullmatch(name):
             problems.add(f"env-{name}", f"{echo(name)} is not an env var name: {_ENV_RULES}")
             continue
-        ref = get(f"env-{name}", _ref(aws=aws, key_required=True), default=None)
+        ref = get(f"env-{name}", _ref(store, key_required=True), default=None)
         if ref is not None and ref[1] is not None:
             env.append(EnvRequest(name=name, path=ref[0], key=ref[1]))
     return tuple(env)

@@ -344,10 +344,16 @@ def _signal_uid_check(
 def _role(
     request: InjectRequest, spec: Mapping[str, Any], *, config: WebhookConfig, problems: Problems
 ) -> str:
-    """The role to log in as: the annotation, else the store's ARN (AWS) or the service account."""
+    """The role to log in as: the annotation, else the store's own (the role ARN for aws,
+    the service account to impersonate for gcp, none for gcp without one, the client id
+    for azure), else, for Vault, the pod's service account."""
     if request.role is not None:
         return request.role
     store = config.stores.get(request.store)
+    if store is not None and store.kind == "gcp":
+        return store.service_account or ""
+    if store is not None and store.kind == "azure":
+        return store.client_id
     if store is not None and store.kind == "aws":
         if store.role_arn is None:
             problems.add("role", f"store {request.store} has no roleArn; set a role ARN here")

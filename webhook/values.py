@@ -13,10 +13,15 @@ from pathlib import PurePosixPath
 
 from sidecar.config import (
     BIN_DIR,
+    GCP_SERVICE_ACCOUNT_RE,
+    GUID_RE,
     MAX_REFRESH_SECONDS,
     MIN_REFRESH_SECONDS,
     STATE_DIR,
     TOKEN_DIR,
+    AnyStore,
+    AzureStore,
+    GcpStore,
     HttpAction,
     SignalAction,
     parse_duration,
@@ -106,34 +111,69 @@ def container_names(value: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def role(value: str, *, aws: bool) -> str:
-    if aws and not ROLE_ARN_RE.fullmatch(value):
+def role(value: str, *, store: AnyStore | None) -> str:
+    """A store role: Vault's role name, an IAM role ARN (aws), a service account's email
+    to impersonate (gcp) or an application's client id (azure)."""
+    kind = store.kind if store is not None else "vault"
+    if kind == "aws" and not ROLE_ARN_RE.fullmatch(value):
         raise ValueError(
             f"{echo(value)} is not an IAM role ARN such as arn:aws:iam::123456789012:role/app"
+        )
+    if kind == "gcp" and not re.fullmatch(GCP_SERVICE_ACCOUNT_RE, value):
+        raise ValueError(
+            f"{echo(value)} is not a service account email such as "
+            "app@my-project.iam.gserviceaccount.com (the one to impersonate)"
+        )
+    if kind == "azure" and not re.fullmatch(GUID_RE, value):
+        raise ValueError(
+            f"{echo(value)} is not a client id (a GUID such as "
+            "11111111-2222-3333-4444-555555555555) of an app registration or managed identity"
         )
     if not value or len(value) > 512 or any(c.isspace() for c in value):
         raise ValueError(f"{echo(value)} is not a role name: non-empty, no spaces")
     return value
 
 
-def store_path(value: str, *, aws: bool, key_required: bool) -> tuple[str, str | None]:
-    """Split ``path#key`` on the last ``#`` and check the path suits the store's kind."""
+def store_path(value: str, *, store: AnyStore | None, key_required: bool) -> tuple[str, str | None]:
+    """Split ``path#key`` on the last ``#`` and check the path suits the store's kind
+    (``store`` None: an unknown store, reported on its own; checked as Vault's)."""
     path, hash_, key = value.rpartition("#") if "#" in value else (value, "", "")
     if key_required and not key:
         raise ValueError(f"{echo(value)} has no field: use path#key")
     if hash_ and (not key or key != key.strip() or not key.isprintable()):
         raise ValueError(f"{echo(value)} has an empty or unprintable field after '#'")
-    if aws and not AWS_PATH_RE.fullmatch(path):
+    kind = store.kind if store is not None else "vault"
+    if kind == "aws" and not AWS_PATH_RE.fullmatch(path):
         raise ValueError(
             f"{echo(path)} is not an AWS path: secretsmanager:NAME_OR_ARN, ssm:/path/name "
             "or ssm:/path/*"
         )
-    if not aws and not _vault_path(path):
+    if isinstance(store, GcpStore | AzureStore):
+        _cloud_path(path, store)
+    if kind == "vault" and not _vault_path(path):
         raise ValueError(
             f"{echo(path)} is not a store path such as secret/data/app/db "
             "(no leading or trailing '/', no empty or '..' segments, no spaces)"
         )
     return path, key or None
+
+
+def _cloud_path(path: str, store: GcpStore | AzureStore) -> None:
+    """The agent's own parser decides, so admission and the agent agree on every path."""
+    from sidecar.errors import ConfigError
+
+    try:
+        if isinstance(store, GcpStore):
+            from sidecar.stores.gcp_paths import parse_path as parse_gcp
+
+            parse_gcp(path, project=store.project)
+        else:
+            from sidecar.stores.azure_paths import parse_path as parse_azure
+
+            parse_azure(path)
+    except ConfigError as exc:
+        quoted = f" path {echo(path)} is not valid"
+        raise ValueError(str(exc).replace(f" path {path!r} is not valid", quoted)) from None
 
 
 def _vault_path(path: str) -> bool:

@@ -1,6 +1,7 @@
 """Store kinds, each in its own module, imported only when a config names it.
 
-The Vault path must not pay for botocore, nor the AWS path for httpx: the
+The Vault path must not pay for botocore, nor the AWS path for httpx, nor any
+path for a cloud SDK (``gcp`` and ``azure`` speak their JSON APIs over httpx): the
 agent's start-up time and memory are features (see docs/agent.md).
 """
 
@@ -23,28 +24,41 @@ def open_store(
 ) -> Store:
     """The store ``config.store`` describes, not yet logged in; ``environ`` holds the
     store token for token auth."""
-    token_file: TokenFile | EnvToken = TokenFile(config.token_path)
-    if config.store.kind == "vault" and config.store.auth.method == "token":
-        given = config.store.auth.token_file
-        token_file = (
-            TokenFile(given, what="store token file", hint="") if given else EnvToken(environ or {})
-        )
+    token_file = TokenFile(config.token_path)
     if config.store.kind == "vault":
         from sidecar.state import StateDir
         from sidecar.stores.vault import VaultStore
 
-        state = StateDir(config.state_dir, log=log)
+        given = config.store.auth.token_file
+        login_token: TokenFile | EnvToken = token_file
+        if config.store.auth.method == "token":
+            login_token = (
+                TokenFile(given, what="store token file", hint="")
+                if given
+                else EnvToken(environ or {})
+            )
         return VaultStore(
             config.store,
             role=config.role,
-            token_file=token_file,
+            token_file=login_token,
             log=log,
             timeout=timeout,
-            state=state,
+            state=StateDir(config.state_dir, log=log),
+        )
+    if config.store.kind == "gcp":
+        from sidecar.stores.gcp import GcpSecretStore
+
+        return GcpSecretStore(
+            config.store, role=config.role, token_file=token_file, log=log, timeout=timeout
+        )
+    if config.store.kind == "azure":
+        from sidecar.stores.azure import AzureSecretStore
+
+        return AzureSecretStore(
+            config.store, role=config.role, token_file=token_file, log=log, timeout=timeout
         )
     from sidecar.stores.aws import AwsSecretStore
 
     return AwsSecretStore(
-        config.store, role=config.role, token_file=TokenFile(config.token_path), log=log,
-        timeout=timeout,
-    )  # fmt: skip
+        config.store, role=config.role, token_file=token_file, log=log, timeout=timeout
+    )

@@ -16,7 +16,6 @@ and scheduling (the agent's).
 from __future__ import annotations
 
 import email.utils
-import json
 import re
 import socket
 import threading
@@ -43,7 +42,7 @@ from sidecar.errors import (
 from sidecar.logs import Log
 from sidecar.stores.aws_errors import CredentialsRejected, translate
 from sidecar.stores.aws_paths import AwsRef, ParameterPrefix, ParameterRef, SecretRef, parse_path
-from sidecar.stores.base import Lease, Secret
+from sidecar.stores.base import Lease, Secret, boxed
 
 SESSION_SECONDS = 3600  # what STS allows for every role (MaxSessionDuration >= 1h)
 REFRESH_MARGIN = 300.0  # buy new credentials this long before the old ones expire
@@ -63,17 +62,6 @@ class Credentials:
 def session_name(hostname: str) -> str:
     """``latchkey-<hostname>`` in STS's alphabet: CloudTrail then names the pod."""
     return re.sub(r"[^\w+=,.@-]", "-", f"latchkey-{hostname}", flags=re.ASCII)[:64]
-
-
-def boxed(path: str, text: str) -> Secret:
-    """A JSON object's fields, or the text itself as the one field ``value``."""
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        return Secret(path, parsed)
-    return Secret(path, {"value": text}, scalar=True)
 
 
 def credentials_life(answer: Answer) -> float:

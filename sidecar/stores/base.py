@@ -7,6 +7,7 @@ into :mod:`sidecar.errors` at this boundary.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -41,6 +42,18 @@ class Secret:
     fields: Mapping[str, Any]
     lease: Lease | None = None
     scalar: bool = False
+
+
+def boxed(path: str, text: str) -> Secret:
+    """A JSON object's fields, or the text itself as the one field ``value`` (SPEC: the
+    ``aws`` rule, which the ``gcp`` and ``azure`` stores follow too)."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return Secret(path, parsed)
+    return Secret(path, {"value": text}, scalar=True)
 
 
 class Store(Protocol):

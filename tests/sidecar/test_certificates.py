@@ -179,8 +179,9 @@ CONFIG = load_config(Path(__file__).parents[1] / "fixtures" / "config.yaml")
         pytest.param({"latchkey.dev/cert-tls": "pki/issue/web",
                       "latchkey.dev/cert-params-tls": "common_name=a"},
                      {}, "is not a JSON object such as", id="not-json"),
-        pytest.param({"latchkey.dev/cert-tls": "pki/issue/web", "latchkey.dev/store": "aws"},
-                     {}, "AWS stores issue no certificates", id="aws"),
+        *(pytest.param({"latchkey.dev/cert-tls": "pki/issue/web", "latchkey.dev/store": kind},
+                       {}, f"{kind} stores issue no certificates", id=kind)
+          for kind in ("aws", "gcp", "azure")),
     ],
 )  # fmt: skip
 def test_admission_checks_the_certificate_annotations(

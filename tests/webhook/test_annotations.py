@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +84,7 @@ BAD = [
     pytest.param(
         {K + "store": "prod"},
         "store",
-        'no store named "prod" in the webhook config; valid: aws, default, team-vault',
+        'no store named "prod" in the webhook config; valid: aws, azure, default, gcp, team-vault',
         id="store-unknown",
     ),
     pytest.param(
@@ -475,29 +477,92 @@ def test_good_values(parse: Any, text: str, expected: object) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "aws", "expected"),
+    ("value", "store", "expected"),
     [
         pytest.param(
-            "secret/data/db#pass#word", False, ("secret/data/db#pass", "word"), id="last-hash"
+            "secret/data/db#pass#word", "default", ("secret/data/db#pass", "word"), id="last-hash"
         ),
-        pytest.param("database/creds/app", False, ("database/creds/app", None), id="no-key"),
-        pytest.param("ssm:/app/prod/*", True, ("ssm:/app/prod/*", None), id="ssm-wildcard"),
-        pytest.param("ssm:/app/db#url", True, ("ssm:/app/db", "url"), id="ssm-key"),
+        pytest.param("database/creds/app", "default", ("database/creds/app", None), id="no-key"),
+        pytest.param("ssm:/app/prod/*", "aws", ("ssm:/app/prod/*", None), id="ssm-wildcard"),
+        pytest.param("ssm:/app/db#url", "aws", ("ssm:/app/db", "url"), id="ssm-key"),
         pytest.param(
             "secretsmanager:arn:aws:secretsmanager:eu-west-1:1:secret:x-Ab#k",
-            True,
+            "aws",
             ("secretsmanager:arn:aws:secretsmanager:eu-west-1:1:secret:x-Ab", "k"),
             id="sm-arn",
         ),
+        pytest.param("db-password", "gcp", ("db-password", None), id="gcp-short"),
+        pytest.param("db@7#user", "gcp", ("db@7", "user"), id="gcp-version-key"),
+        pytest.param(
+            "projects/other-proj/secrets/db/versions/latest",
+            "gcp",
+            ("projects/other-proj/secrets/db/versions/latest", None),
+            id="gcp-full",
+        ),
+        pytest.param("db-password#user", "azure", ("db-password", "user"), id="azure-name"),
+        pytest.param(
+            "db/0123456789abcdef0123456789abcdef",
+            "azure",
+            ("db/0123456789abcdef0123456789abcdef", None),
+            id="azure-version",
+        ),
     ],
 )
-def test_store_paths(value: str, aws: bool, expected: tuple[str, str | None]) -> None:
-    assert values.store_path(value, aws=aws, key_required=False) == expected
+def test_store_paths(value: str, store: str, expected: tuple[str, str | None]) -> None:
+    got = values.store_path(value, store=CONFIG.stores[store], key_required=False)
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "store", "says"),
+    [
+        pytest.param("secret/data/", "default", "no leading or trailing '/'", id="vault-slash"),
+        pytest.param("secret/db", "aws", "not an AWS path", id="aws-vault-path"),
+        pytest.param("secret/data/db", "gcp", "'/' is only valid in the full", id="gcp-slash"),
+        pytest.param("db@0", "gcp", "a version is latest, a number from 1", id="gcp-version"),
+        pytest.param(
+            "projects/P/secrets/db/versions/1", "gcp", "not a project id", id="gcp-project"
+        ),
+        pytest.param("db_password", "azure", "characters Key Vault does not allow", id="az-name"),
+        pytest.param("db/v2", "azure", "32 hex digits", id="azure-version"),
+    ],
+)
+def test_store_paths_refused_say_what_is_valid(value: str, store: str, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)) as refused:
+        values.store_path(value, store=CONFIG.stores[store], key_required=False)
+    assert json.dumps(value) in str(refused.value)
+
+
+def test_gcp_short_name_needs_a_project() -> None:
+    store = CONFIG.stores["gcp"].model_copy(update={"project": None})
+    with pytest.raises(ValueError, match="the store has no project"):
+        values.store_path("db", store=store, key_required=False)
+
+
+@pytest.mark.parametrize(
+    ("store", "good", "bad", "says"),
+    [
+        pytest.param(
+            "gcp", "api@shop-prod.iam.gserviceaccount.com", "api@shop-prod", "service account",
+            id="gcp",
+        ),
+        pytest.param(
+            "azure", "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", "api", "client id", id="azure"
+        ),
+        pytest.param(
+            "aws", "arn:aws:iam::123456789012:role/api", "api", "IAM role ARN", id="aws"
+        ),
+    ],
+)
+def test_roles_by_store_kind(store: str, good: str, bad: str, says: str) -> None:
+    assert values.role(good, store=CONFIG.stores[store]) == good
+    with pytest.raises(ValueError, match=says):
+        values.role(bad, store=CONFIG.stores[store])
 
 
 def test_config_used_here_is_the_fixture() -> None:
     assert isinstance(CONFIG, WebhookConfig)
-    assert sorted(CONFIG.stores) == ["aws", "default", "team-vault"]
+    assert sorted(CONFIG.stores) == ["aws", "azure", "default", "gcp", "team-vault"]
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,8 @@ GOLDEN = [
     pytest.param("restricted-no-automount", "native", 0, id="restricted-no-automount"),
     pytest.param("formats-and-modes", "native", 1, id="formats-and-modes"),
     pytest.param("aws-store", "native", 0, id="aws-store"),
+    pytest.param("gcp-store", "native", 0, id="gcp-store"),
+    pytest.param("azure-store", "native", 0, id="azure-store"),
     pytest.param("unknown-uid-warning", "native", 1, id="unknown-uid-warning"),
     pytest.param("daemonset-init-selected", "native", 0, id="daemonset-init-selected"),
 ]
