@@ -20,6 +20,7 @@ from sidecar.config import (
     STATE_DIR,
     TOKEN_DIR,
     AnyStore,
+    AwsStore,
     AzureStore,
     GcpStore,
     HttpAction,
@@ -39,7 +40,6 @@ HTTP_ACTION_RE = re.compile(r"^http://(localhost|127\.0\.0\.1):(\d{1,5})(/\S*)?$
 CONTAINER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 FILE_MODE_RE = re.compile(r"^0?[0-7]{3}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-AWS_PATH_RE = re.compile(r"^(secretsmanager:[\w/+=.@:-]{1,2048}|ssm:/[\w/.-]{0,2047}(/\*)?)$")
 # Our own directories; a mount-path there would shadow the agent's.
 RESERVED_DIRS = (TOKEN_DIR.parent, STATE_DIR.parent, BIN_DIR.parent)
 
@@ -142,15 +142,9 @@ def store_path(value: str, *, store: AnyStore | None, key_required: bool) -> tup
         raise ValueError(f"{echo(value)} has no field: use path#key")
     if hash_ and (not key or key != key.strip() or not key.isprintable()):
         raise ValueError(f"{echo(value)} has an empty or unprintable field after '#'")
-    kind = store.kind if store is not None else "vault"
-    if kind == "aws" and not AWS_PATH_RE.fullmatch(path):
-        raise ValueError(
-            f"{echo(path)} is not an AWS path: secretsmanager:NAME_OR_ARN, ssm:/path/name "
-            "or ssm:/path/*"
-        )
-    if isinstance(store, GcpStore | AzureStore):
+    if store is not None and store.kind != "vault":
         _cloud_path(path, store)
-    if kind == "vault" and not _vault_path(path):
+    elif not _vault_path(path):
         raise ValueError(
             f"{echo(path)} is not a store path such as secret/data/app/db "
             "(no leading or trailing '/', no empty or '..' segments, no spaces)"
@@ -158,19 +152,24 @@ def store_path(value: str, *, store: AnyStore | None, key_required: bool) -> tup
     return path, key or None
 
 
-def _cloud_path(path: str, store: GcpStore | AzureStore) -> None:
-    """The agent's own parser decides, so admission and the agent agree on every path."""
+def _cloud_path(path: str, store: AwsStore | GcpStore | AzureStore) -> None:
+    """The agent's own parser decides, so admission and the agent agree on every path
+    (a cloud parser imports nothing but the standard library)."""
     from sidecar.errors import ConfigError
 
     try:
-        if isinstance(store, GcpStore):
-            from sidecar.stores.gcp_paths import parse_path as parse_gcp
+        if isinstance(store, AwsStore):
+            from sidecar.paths import aws
 
-            parse_gcp(path, project=store.project)
+            aws.parse_path(path)
+        elif isinstance(store, GcpStore):
+            from sidecar.paths import gcp
+
+            gcp.parse_path(path, project=store.project)
         else:
-            from sidecar.stores.azure_paths import parse_path as parse_azure
+            from sidecar.paths import azure
 
-            parse_azure(path)
+            azure.parse_path(path)
     except ConfigError as exc:
         quoted = f" path {echo(path)} is not valid"
         raise ValueError(str(exc).replace(f" path {path!r} is not valid", quoted)) from None

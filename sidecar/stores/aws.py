@@ -9,7 +9,7 @@ store imports this module, so the Vault path never pays for botocore.
 
 Also the one place where botocore's errors become the agent's typed errors
 (:mod:`sidecar.errors`); messages name the role, region and path plus AWS's own
-error text, never a value. Not here: path syntax (:mod:`sidecar.stores.aws_paths`)
+error text, never a value. Not here: path syntax (:mod:`sidecar.paths.aws`)
 and scheduling (the agent's).
 """
 
@@ -40,8 +40,8 @@ from sidecar.errors import (
     StoreUnavailable,
 )
 from sidecar.logs import Log
+from sidecar.paths.aws import AwsRef, ParameterPrefix, ParameterRef, SecretRef, parse_path
 from sidecar.stores.aws_errors import CredentialsRejected, translate
-from sidecar.stores.aws_paths import AwsRef, ParameterPrefix, ParameterRef, SecretRef, parse_path
 from sidecar.stores.base import Lease, Secret, boxed
 
 SESSION_SECONDS = 3600  # what STS allows for every role (MaxSessionDuration >= 1h)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar.errors import ConfigError
-from sidecar.stores.aws_paths import (
+from sidecar.paths.aws import (
     FORMS,
     ParameterPrefix,
     ParameterRef,

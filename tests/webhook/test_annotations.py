@@ -117,7 +117,7 @@ BAD = [
     pytest.param(
         {**AWS, K + "secret-db": "secret/data/db"},
         "secret-db",
-        "is not an AWS path",
+        'aws store path "secret/data/db" is not valid: it starts with neither',
         id="secret-aws-path",
     ),
     pytest.param({K + "secret-db": 5}, "secret-db", "is not a string", id="secret-not-string"),
@@ -517,7 +517,9 @@ def test_store_paths(value: str, store: str, expected: tuple[str, str | None]) -
     ("value", "store", "says"),
     [
         pytest.param("secret/data/", "default", "no leading or trailing '/'", id="vault-slash"),
-        pytest.param("secret/db", "aws", "not an AWS path", id="aws-vault-path"),
+        pytest.param(
+            "secret/db", "aws", "starts with neither 'secretsmanager:'", id="aws-vault-path"
+        ),
         pytest.param("secret/data/db", "gcp", "'/' is only valid in the full", id="gcp-slash"),
         pytest.param("db@0", "gcp", "a version is latest, a number from 1", id="gcp-version"),
         pytest.param(
@@ -543,15 +545,16 @@ def test_gcp_short_name_needs_a_project() -> None:
     ("store", "good", "bad", "says"),
     [
         pytest.param(
-            "gcp", "api@shop-prod.iam.gserviceaccount.com", "api@shop-prod", "service account",
+            "gcp",
+            "api@shop-prod.iam.gserviceaccount.com",
+            "api@shop-prod",
+            "service account",
             id="gcp",
         ),
         pytest.param(
             "azure", "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", "api", "client id", id="azure"
         ),
-        pytest.param(
-            "aws", "arn:aws:iam::123456789012:role/api", "api", "IAM role ARN", id="aws"
-        ),
+        pytest.param("aws", "arn:aws:iam::123456789012:role/api", "api", "IAM role ARN", id="aws"),
     ],
 )
 def test_roles_by_store_kind(store: str, good: str, bad: str, says: str) -> None:
