@@ -98,14 +98,16 @@ def apply_flags(
     if standalone:
         for key, directory in OFF_CLUSTER_DIRS.items():
             config.setdefault(key, str(Path.cwd() / directory))
-    chosen = [f for f in ("address", "gcp_credential_config", "azure_vault_url") if getattr(args, f)]
+    chosen = [
+        f for f in ("address", "gcp_credential_config", "azure_vault_url") if getattr(args, f)
+    ]
     if len(chosen) > 1:
         flags = " and ".join("--" + f.replace("_", "-") for f in chosen)
         raise ConfigError(f"{flags}: give one store")
     if args.address:
         config["store"] = _store_from_flags(args)
     if args.gcp_credential_config:
-        config.update(_gcp_from_flags(args))
+        config.update(_gcp_from_flags(args, config.get("store")))
     if args.azure_vault_url:
         config.update(_azure_from_flags(args, environ or {}))
     scalars = {
@@ -154,6 +156,35 @@ def _ca_bundle(args: argparse.Namespace) -> dict[str, str]:
         raise ConfigError(f"--ca-file {args.ca_file}: {exc.strerror}") from exc
 
 
+def _gcp_from_flags(args: argparse.Namespace, given: object) -> dict[str, Any]:
+    """The store, role and token path a credential configuration file describes. Its URLs
+    may name Google's endpoints or those of a ``gcp`` store in the config it replaces
+    (the admin's private endpoints), nothing else."""
+    from sidecar.config import GcpEndpoints
+    from sidecar.stores.gcp_credconfig import from_credential_config
+
+    source = f"--gcp-credential-config {args.gcp_credential_config}"
+    try:
+        text = Path(args.gcp_credential_config).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: {exc.strerror}") from exc
+    info = _parse(text, source=source, yaml_ok=False)
+    endpoints = None
+    if isinstance(given, dict) and given.get("kind") == "gcp":
+        endpoints = GcpEndpoints.model_validate(given.get("endpoints") or {})
+    try:
+        found = from_credential_config(
+            info,
+            project=args.gcp_project,
+            endpoints=endpoints,
+            ca_bundle=_ca_bundle(args).get("caBundle"),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    store = found.store.model_dump(by_alias=True, exclude_none=True)
+    return {"store": store, "role": found.role, "tokenPath": found.token_path}
+
+
 # What Azure Workload Identity's own webhook sets in a pod, so the agent reads the same.
 AZURE_ENV = {
     "tenantId": "AZURE_TENANT_ID",
@@ -168,7 +199,9 @@ def _azure_from_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> d
     found = {key: environ[name] for key, name in AZURE_ENV.items() if environ.get(name)}
     for key in ("tenantId", "clientId"):
         if key not in found and not (key == "clientId" and args.role):
-            raise ConfigError(f"--azure-vault-url needs ${AZURE_ENV[key]} (or --role for a client id)")
+            raise ConfigError(
+                f"--azure-vault-url needs ${AZURE_ENV[key]} (or --role for a client id)"
+            )
     store: dict[str, Any] = {"kind": "azure", "vaultUrl": args.azure_vault_url}
     store.update({k: v for k, v in found.items() if k != "tokenPath"})
     store.setdefault("clientId", args.role)

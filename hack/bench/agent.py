@@ -223,29 +223,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--sizes", default="1,10,100")
-    parser.add_argument("--aws-secrets", type=int, default=10, help="0 skips the aws path")
+    parser.add_argument(
+        "--cloud-secrets", type=int, default=10, help="0 skips the aws, gcp and azure paths"
+    )
     args = parser.parse_args()
     rows = bench([int(s) for s in args.sizes.split(",")], args.runs)
     print(f"median of {args.runs} runs each, {os.cpu_count()} CPUs")
     print(table(rows))
-    if args.aws_secrets:
-        print(aws_beside_vault(rows, args.aws_secrets, args.runs))
+    if args.cloud_secrets:
+        print(clouds_beside_vault(rows, args.cloud_secrets, args.runs))
 
 
-def aws_beside_vault(rows: list[dict[str, float]], count: int, runs: int) -> str:
-    """The aws store (moto on loopback) for ``count`` secrets, beside the Vault row."""
-    from hack.bench.aws_path import bench_aws  # it imports this module: import here
+def clouds_beside_vault(rows: list[dict[str, float]], count: int, runs: int) -> str:
+    """Each cloud store (its stand-in on loopback) for ``count`` secrets, beside the Vault
+    row of the same size."""
+    from hack.bench.cloud_paths import KINDS, bench_path  # it imports this module
 
-    aws = bench_aws(count, runs)
     vault = next((r for r in rows if r["secrets"] == count), None)
-    line = f"aws path, {count} secrets: {aws['aws_ms']:.0f} ms, {aws['aws_mib']:.1f} MiB"
-    if vault is None:
-        return line
-    return (
-        f"{line}; Vault path: {vault['ours_ms']:.0f} ms, {vault['ours_mib']:.1f} MiB "
-        f"(aws/Vault {aws['aws_ms'] / vault['ours_ms']:.2f}x time, "
-        f"{aws['aws_mib'] / vault['ours_mib']:.2f}x RSS)"
-    )
+    lines = [
+        f"\ncloud paths, {count} secrets (stand-ins on loopback), beside the Vault path",
+        "| path | ms | MiB | time vs Vault | RSS vs Vault |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    if vault is not None:
+        lines.append(
+            f"| vault | {vault['ours_ms']:.0f} | {vault['ours_mib']:.1f} | 1.00x | 1.00x |"
+        )
+    for kind in KINDS:
+        row = bench_path(kind, count, runs)
+        ratios = "| - | - |"
+        if vault is not None:
+            ratios = (
+                f"| {row['ms'] / vault['ours_ms']:.2f}x | {row['mib'] / vault['ours_mib']:.2f}x |"
+            )
+        lines.append(f"| {kind} | {row['ms']:.0f} | {row['mib']:.1f} {ratios}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
