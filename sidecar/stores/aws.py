@@ -9,8 +9,8 @@ store imports this module, so the Vault path never pays for botocore.
 
 Also the one place where botocore's errors become the agent's typed errors
 (:mod:`sidecar.errors`); messages name the role, region and path plus AWS's own
-error text, never a value. Not here: path syntax (:mod:`sidecar.paths.aws`)
-and scheduling (the agent's).
+error text, never a value. Not here: path syntax (:mod:`sidecar.paths.aws`),
+when to log in again (:mod:`sidecar.stores.schedule`) and scheduling reads (the agent's).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,19 +33,17 @@ from botocore.parsers import ResponseParserError
 from sidecar.auth import TokenFile
 from sidecar.config import AwsStore as AwsConfig
 from sidecar.errors import (
-    AgentError,
     ConfigError,
     SecretNotFound,
-    StoreError,
     StoreUnavailable,
 )
 from sidecar.logs import Log
-from sidecar.paths.aws import AwsRef, ParameterPrefix, ParameterRef, SecretRef, parse_path
-from sidecar.stores.aws_errors import CredentialsRejected, translate
-from sidecar.stores.base import Lease, Secret, boxed
+from sidecar.paths.aws import ParameterPrefix, ParameterRef, SecretRef, parse_path
+from sidecar.stores.aws_errors import translate
+from sidecar.stores.base import Secret, boxed
+from sidecar.stores.schedule import Held, LoginSchedule
 
 SESSION_SECONDS = 3600  # what STS allows for every role (MaxSessionDuration >= 1h)
-REFRESH_MARGIN = 300.0  # buy new credentials this long before the old ones expire
 Answer = dict[str, Any]
 
 
@@ -56,7 +54,6 @@ class Credentials:
     access_key_id: str
     secret_access_key: str
     session_token: str
-    expires_at: float
 
 
 def session_name(hostname: str) -> str:
@@ -76,7 +73,7 @@ def credentials_life(answer: Answer) -> float:
     return float(expiration - server_now)
 
 
-class AwsSecretStore:
+class AwsSecretStore(LoginSchedule[Credentials]):
     """Role credentials plus botocore clients for one role; safe to share between threads."""
 
     def __init__(
@@ -90,16 +87,13 @@ class AwsSecretStore:
         max_attempts: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.role = role
-        self.accessor: str | None = None  # no leases hang off STS credentials
+        super().__init__(token_file=token_file, log=log, clock=clock)
+        self.role = self.principal = role
         self.region = config.region
         self.where = f"AWS {config.region}" + (
             f" at {config.endpoint_url}" if config.endpoint_url else ""
         )
         self._endpoint = config.endpoint_url or None
-        self._token_file = token_file
-        self._log = log
-        self._clock = clock
         self._session_name = session_name(socket.gethostname())
         self._config = Config(
             connect_timeout=timeout,
@@ -108,12 +102,11 @@ class AwsSecretStore:
             user_agent_extra="latchkey",
         )
         self._botocore = botocore.session.Session()
-        self._lock = threading.Lock()
         self._sts: Any = None
-        self._clients: dict[str, Any] = {}
-        self._credentials: Credentials | None = None
-        self._refresh_at = 0.0
-        self._generation = 0
+        # service -> (the credentials it signs with, client); guarded by its own lock,
+        # since reads make clients outside the schedule's.
+        self._clients: dict[str, tuple[Credentials, Any]] = {}
+        self._clients_lock = threading.Lock()
 
     # --- botocore and the error boundary ----------------------------------------------
 
@@ -154,91 +147,39 @@ class AwsSecretStore:
 
     # --- the login --------------------------------------------------------------------
 
-    def login(self) -> None:
-        with self._lock:
-            self._login()
-
-    def _login(self) -> None:
-        token = self._token_file.read()
+    def _exchange(self, projected: str) -> Held[Credentials]:
         if self._sts is None:
             self._sts = self._client("sts", None)
         answer = self._call(
             self._sts, "assume_role_with_web_identity",
             what=f"web-identity login as role {self.role}",
             RoleArn=self.role, RoleSessionName=self._session_name,
-            WebIdentityToken=token, DurationSeconds=SESSION_SECONDS,
+            WebIdentityToken=projected, DurationSeconds=SESSION_SECONDS,
         )  # fmt: skip
         issued = answer["Credentials"]
-        self._credentials = Credentials(
+        credentials = Credentials(
             access_key_id=issued["AccessKeyId"],
             secret_access_key=issued["SecretAccessKey"],
             session_token=issued["SessionToken"],
-            expires_at=self._clock() + credentials_life(answer),
         )
-        self._clients = {}  # reads in flight finish on the old clients
-        self._generation += 1
-        expires_in = self._credentials.expires_at - self._clock()
-        # A margin before expiry, or a third of the life of unusually short credentials.
-        self._refresh_at = self._credentials.expires_at - min(REFRESH_MARGIN, expires_in / 3)
-        self._log.info("logged in", store=self.where, role=self.role, expires_in=round(expires_in))
+        return Held.lasting(credentials, credentials_life(answer), now=self._clock())
 
-    @property
-    def refresh_at(self) -> float:
-        """When to buy new credentials (the store's clock); now when there are none."""
-        return self._refresh_at if self._credentials is not None else self._clock()
-
-    def _refresh(self) -> None:
-        """New credentials; while they cannot be had (STS down, a rotated token file
-        that is garbled or refused), the old ones serve until they expire and the
-        next call tries again, as the Vault store keeps its token."""
-        try:
-            self._login()
-        except AgentError as exc:
-            self._token_file.forget()
-            assert self._credentials is not None
-            if self._clock() >= self._credentials.expires_at:
-                raise
-            self._log.warning("credentials not refreshed; old ones still valid", reason=str(exc))
-
-    def maintain(self) -> float:
-        with self._lock:
-            if self._credentials is None:
-                self._login()
-            elif self._token_file.rotated():
-                rotated = str(self._token_file.path)
-                self._log.info("token file rotated; logging in again", file=rotated)
-                self._refresh()
-            elif self._clock() >= self.refresh_at:
-                self._refresh()
-            return self.refresh_at
-
-    def _session(self, service: str) -> tuple[Any, int]:
-        """A client with fresh credentials, and the login generation it belongs to."""
-        with self._lock:
-            if self._credentials is None:
-                self._login()
-            elif self._clock() >= self.refresh_at:
-                self._refresh()
-            if service not in self._clients:
-                self._clients[service] = self._client(service, self._credentials)
-            return self._clients[service], self._generation
+    def _session(self, service: str, credentials: Credentials) -> Any:
+        """The client of ``service`` signing with ``credentials``, made once per login
+        (reads in flight when new credentials come finish on the old client)."""
+        with self._clients_lock:
+            made = self._clients.get(service)
+            if made is None or made[0] is not credentials:
+                made = (credentials, self._client(service, credentials))
+                self._clients[service] = made
+            return made[1]
 
     # --- reads ------------------------------------------------------------------------
 
-    def read(self, path: str) -> Secret:
+    def _fetch(self, path: str, credentials: Credentials) -> Secret:
         ref = parse_path(path)
         service = "secretsmanager" if isinstance(ref, SecretRef) else "ssm"
-        client, generation = self._session(service)
-        try:
-            return self._fetch(client, ref, path)
-        except CredentialsRejected as exc:
-            with self._lock:
-                if self._generation == generation:
-                    self._log.info("credentials rejected; logging in again", reason=str(exc))
-                    self._login()
-        return self._fetch(self._session(service)[0], ref, path)
-
-    def _fetch(self, client: Any, ref: AwsRef, path: str) -> Secret:
+        client = self._session(service, credentials)
         what = f"reading {path}"
         if isinstance(ref, SecretRef):
             params: dict[str, str] = {"SecretId": ref.secret_id}
@@ -280,22 +221,10 @@ class AwsSecretStore:
             raise SecretNotFound(f"no parameters directly under {ref.path} in {self.where}")
         return Secret(path, fields)
 
-    def issue(self, path: str, params: Mapping[str, str]) -> Secret:  # noqa: ARG002
-        raise ConfigError(
-            f"certificate {path}: AWS stores issue no certificates; use a Vault/OpenBao "
-            "store with a PKI engine"
-        )
-
-    def renew(self, lease: Lease) -> Lease:
-        raise StoreError(f"{self.where} gives no leases; {lease.lease_id} cannot be renewed")
-
-    def close(self, *, revoke: bool) -> None:
-        """Forget the credentials and connections. STS credentials cannot be revoked
-        one by one, so ``revoke`` can only be logged: they expire within the hour."""
-        with self._lock:
-            if revoke and self._credentials is not None:
-                expires_in = round(self._credentials.expires_at - self._clock())
-                self._log.info("aws credentials dropped", role=self.role, expires_in=expires_in)
-            for client in [*self._clients.values(), *([self._sts] if self._sts else [])]:
+    def _close_connections(self) -> None:
+        with self._clients_lock:
+            for _, client in self._clients.values():
                 client.close()
-            self._clients, self._sts, self._credentials = {}, None, None
+            if self._sts is not None:
+                self._sts.close()
+            self._clients, self._sts = {}, None

@@ -15,6 +15,7 @@ from sidecar.errors import (
     StoreError,
     StoreUnavailable,
 )
+from sidecar.stores.schedule import LoginRejected
 
 # Worth retrying: AWS is busy or failing, or STS could not reach the token's issuer.
 UNAVAILABLE = frozenset({
@@ -31,7 +32,7 @@ NOT_FOUND = frozenset(
 )
 
 
-class CredentialsRejected(LoginDenied):
+class CredentialsRejected(LoginRejected):
     """AWS no longer accepts the role credentials (expired, or STS forgot them)."""
 
 

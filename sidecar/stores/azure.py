@@ -7,7 +7,7 @@ access token, as azure-identity's ``WorkloadIdentityCredential`` does. Reads are
 ``GET {vault}/secrets/NAME[/VERSION]``. Plain JSON over HTTPS through httpx: no
 Azure SDK on the agent's path.
 
-Not here: the login schedule (:mod:`sidecar.stores.bearer`), path syntax
+Not here: the login schedule (:mod:`sidecar.stores.schedule`), path syntax
 (:mod:`sidecar.paths.azure`), what each error answer means
 (:mod:`sidecar.stores.azure_errors`).
 """
@@ -27,8 +27,7 @@ from sidecar.logs import Log
 from sidecar.paths.azure import parse_path
 from sidecar.stores import azure_errors, cloud_http
 from sidecar.stores.base import Secret, boxed
-from sidecar.stores.bearer import BearerStore
-from sidecar.stores.cloud_http import AccessToken
+from sidecar.stores.schedule import Held, LoginSchedule
 
 # The Key Vault data-plane version azure-keyvault-secrets 4.12 sends by default (stable).
 API_VERSION = "2026-04-01"
@@ -36,7 +35,7 @@ SCOPE = "https://vault.azure.net/.default"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-class AzureSecretStore(BearerStore):
+class AzureSecretStore(LoginSchedule[str]):
     """Entra access tokens for one client id, plus Key Vault reads with them."""
 
     def __init__(
@@ -69,7 +68,7 @@ class AzureSecretStore(BearerStore):
         parse_path(path)  # a path that can never be read fails before any login
         return super().read(path)
 
-    def _exchange(self, projected: str) -> AccessToken:
+    def _exchange(self, projected: str) -> Held[str]:
         form = {
             "client_id": self.principal,
             "grant_type": "client_credentials",
@@ -93,7 +92,7 @@ class AzureSecretStore(BearerStore):
             seconds = 0.0
         if not isinstance(token, str) or not token or seconds <= 0:
             raise StoreUnavailable(f"{self.entra} answered the login with no usable access token")
-        return AccessToken.lasting(token, seconds, now=self._clock())
+        return Held.lasting(token, seconds, now=self._clock())
 
     def _fetch(self, path: str, token: str) -> Secret:
         ref = parse_path(path)

@@ -14,9 +14,9 @@ import re
 
 from sidecar.errors import LoginDenied, PermissionDenied, SecretNotFound, StoreError
 from sidecar.paths.azure import AzureRef
-from sidecar.stores.bearer import TokenRejected, token_claims
-from sidecar.stores.bearer import identity as token_identity
 from sidecar.stores.cloud_http import Answer, reason
+from sidecar.stores.schedule import LoginRejected, token_claims
+from sidecar.stores.schedule import identity as token_identity
 
 # No federated identity credential matches the assertion: as a whole, or by issuer,
 # audience or subject.
@@ -104,7 +104,7 @@ def read_denied(answer: Answer, *, where: str, principal: str, ref: AzureRef) ->
     inner_code = inner.get("code") if isinstance(inner, dict) else None
     why = reason(answer) + (f" ({inner_code})" if inner_code else "")
     if answer.status == 401:
-        return TokenRejected(
+        return LoginRejected(
             f"{where} rejected the access token of client {principal} getting {_what(ref)} ({why})"
         )
     if answer.status == 403 and inner_code == "SecretDisabled":

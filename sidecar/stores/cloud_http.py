@@ -23,7 +23,6 @@ from sidecar.stores.vault_wire import ssl_context
 
 Json = dict[str, Any]
 REASON_LIMIT = 300
-TOKEN_MARGIN = 300.0  # buy a new access token this long before the old one expires
 
 
 @dataclass(frozen=True)
@@ -41,21 +40,6 @@ class Answer:
     @property
     def is_json(self) -> bool:
         return self.kind == "json"
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    """A cloud access token, held in memory only; ``refresh_at`` on the monotonic clock."""
-
-    token: str
-    expires_at: float
-    refresh_at: float
-
-    @classmethod
-    def lasting(cls, token: str, seconds: float, *, now: float) -> AccessToken:
-        """A token good for ``seconds`` from ``now``, refreshed a margin before it ends
-        (or at two thirds of an unusually short life)."""
-        return cls(token, now + seconds, now + seconds - min(TOKEN_MARGIN, seconds / 3))
 
 
 def client(ca_bundle: str | None, *, timeout: float) -> httpx.Client:

@@ -7,7 +7,7 @@ the service account's own from IAM Credentials (``generateAccessToken``). Reads
 are ``GET v1/{version}:access``, their CRC-32C checked. Plain JSON over HTTPS
 through httpx: no Google SDK on the agent's path.
 
-Not here: the login schedule (:mod:`sidecar.stores.bearer`), path syntax
+Not here: the login schedule (:mod:`sidecar.stores.schedule`), path syntax
 (:mod:`sidecar.paths.gcp`), what each error answer means
 (:mod:`sidecar.stores.gcp_errors`).
 """
@@ -30,10 +30,10 @@ from sidecar.logs import Log
 from sidecar.paths.gcp import GcpRef, parse_path
 from sidecar.stores import cloud_http, gcp_errors
 from sidecar.stores.base import Secret, boxed
-from sidecar.stores.bearer import BearerStore, token_claims
-from sidecar.stores.bearer import identity as token_identity
-from sidecar.stores.cloud_http import AccessToken, Answer
+from sidecar.stores.cloud_http import Answer
 from sidecar.stores.crc32c import crc32c
+from sidecar.stores.schedule import Held, LoginSchedule, token_claims
+from sidecar.stores.schedule import identity as token_identity
 
 GOOGLE = {
     "sts": "https://sts.googleapis.com",
@@ -63,7 +63,7 @@ def expire_time(text: object) -> float:
     return parsed.timestamp()
 
 
-class GcpSecretStore(BearerStore):
+class GcpSecretStore(LoginSchedule[str]):
     """Federated (and optionally impersonated) access tokens plus Secret Manager reads."""
 
     def __init__(
@@ -99,16 +99,16 @@ class GcpSecretStore(BearerStore):
 
     # --- the login ----------------------------------------------------------------------
 
-    def _exchange(self, projected: str) -> AccessToken:
+    def _exchange(self, projected: str) -> Held[str]:
         subject = token_claims(projected).get("sub", "?")
         federated = gcp_errors.federated_principal(self.provider, str(subject))
         self.principal = self.service_account or federated
         token = self._federated(projected)
         if not self.service_account:
             return token
-        return self._impersonated(token.token, federated)
+        return self._impersonated(token.value, federated)
 
-    def _federated(self, projected: str) -> AccessToken:
+    def _federated(self, projected: str) -> Held[str]:
         where, audience = self._names["sts"], sts_audience(self.provider)
         form = {
             "grant_type": TOKEN_EXCHANGE,
@@ -129,9 +129,9 @@ class GcpSecretStore(BearerStore):
         token, life = answer.body.get("access_token"), answer.body.get("expires_in")
         if not isinstance(token, str) or not token or not isinstance(life, int | float):
             raise StoreUnavailable(f"{where} answered the exchange with no access token")
-        return AccessToken.lasting(token, float(life), now=self._clock())
+        return Held.lasting(token, float(life), now=self._clock())
 
-    def _impersonated(self, federated: str, principal: str) -> AccessToken:
+    def _impersonated(self, federated: str, principal: str) -> Held[str]:
         where, account = self._names["iamcredentials"], self.service_account
         url = f"{self._urls['iamcredentials']}/v1/projects/-/serviceAccounts/{account}"
         answer = cloud_http.call(
@@ -151,7 +151,7 @@ class GcpSecretStore(BearerStore):
             life = 0.0
         if not isinstance(token, str) or not token or life <= 0:
             raise StoreUnavailable(f"{where} answered for {account} with no usable access token")
-        return AccessToken.lasting(token, life, now=self._clock())
+        return Held.lasting(token, life, now=self._clock())
 
     # --- reads --------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from sidecar.errors import LoginDenied, PermissionDenied, SecretNotFound, StoreError
 from sidecar.paths.gcp import GcpRef
-from sidecar.stores.bearer import TokenRejected
 from sidecar.stores.cloud_http import Answer, reason
+from sidecar.stores.schedule import LoginRejected
 
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"  # noqa: S105
@@ -57,7 +57,7 @@ def read_failed(
     """The typed error for a failed ``:access`` of ``ref`` (read as ``path``)."""
     detail = reason(answer)
     if answer.status == 401:
-        return TokenRejected(f"{where} rejected the access token of {principal} ({detail})")
+        return LoginRejected(f"{where} rejected the access token of {principal} ({detail})")
     if answer.status == 403:
         return PermissionDenied(
             f"{principal} may not access {ref.resource} ({path}) in {where} ({detail}); Google "

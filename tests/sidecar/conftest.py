@@ -3,6 +3,7 @@ in threads."""
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,3 +50,9 @@ def running() -> Iterator[Callable[[Agent], threading.Event]]:
         thread.join(15)
         assert not thread.is_alive(), "the loop stops promptly when told"
         agent.store.close(revoke=True)
+
+
+@pytest.fixture
+def logs() -> io.StringIO:
+    """The agent's log lines of one test (``Log(logs)``), to read or scan for values."""
+    return io.StringIO()

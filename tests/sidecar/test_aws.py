@@ -67,11 +67,6 @@ def token_path(tmp_path: Path, issuer: Issuer) -> Path:
     return path
 
 
-@pytest.fixture
-def logs() -> io.StringIO:
-    return io.StringIO()
-
-
 StoreFactory = Callable[..., AwsSecretStore]
 
 
@@ -111,7 +106,7 @@ def test_web_identity_login(aws: Aws, make_store: StoreFactory, logs: io.StringI
     assert store.refresh_at > time.monotonic() + 3000  # an hour, refreshed 5 min early
     record = json.loads(logs.getvalue().splitlines()[-1])
     assert record["msg"] == "logged in"
-    assert record["role"] == aws.reader
+    assert record["principal"] == aws.reader  # the role, named as every cloud names it
 
 
 # --- Secrets Manager and SSM values ---------------------------------------------------

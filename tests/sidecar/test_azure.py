@@ -87,11 +87,6 @@ def token_path(tmp_path: Path, issuer: Issuer) -> Path:
     return path
 
 
-@pytest.fixture
-def logs() -> io.StringIO:
-    return io.StringIO()
-
-
 StoreFactory = Callable[..., AzureSecretStore]
 
 
@@ -381,7 +376,7 @@ def test_a_401_logs_in_again_once(issuer: Issuer, token_path: Path, logs: io.Str
         own.server.roll_signing_key()
         assert store.read(name).fields == {"value": "r"}
         assert own.server.issued(own.reader) == 2
-        assert "access token rejected; logging in again" in logs.getvalue()
+        assert "credentials rejected; logging in again" in logs.getvalue()
         store.close(revoke=True)
     finally:
         own.server.stop()

@@ -72,11 +72,6 @@ def token_path(tmp_path: Path, issuer: Issuer, gcp: GcpServer) -> Path:
     return path
 
 
-@pytest.fixture
-def logs() -> io.StringIO:
-    return io.StringIO()
-
-
 StoreFactory = Callable[..., GcpSecretStore]
 
 

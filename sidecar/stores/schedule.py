@@ -1,11 +1,13 @@
-"""Stores reached with a bearer token bought with the projected token (``gcp``, ``azure``).
+"""The login schedule of the cloud stores (``aws``, ``gcp``, ``azure``).
 
-The cloud's token lives in memory only and is bought again shortly before it
-expires, when the projected token file rotates, or once when the cloud rejects
-it mid-run (401). While a new one cannot be had, the old one serves until it
-expires, as the Vault store keeps its token. Each cloud's module says how to buy
-a token (:meth:`BearerStore._exchange`) and how to read a path with it
-(:meth:`BearerStore._fetch`); the scheduling here is the same for both.
+Each buys short-lived credentials with the projected token (AWS role credentials,
+a Google or Entra access token) and keeps them in memory only. They are bought
+again shortly before they expire, when the projected token file rotates, or once
+when the cloud rejects them mid-run. While new ones cannot be had, the old ones
+serve until they expire, as the Vault store keeps its token. Each cloud's module
+says how to buy them (:meth:`LoginSchedule._exchange`) and how to read a path with
+them (:meth:`LoginSchedule._fetch`); when is decided here, once for all three.
+Standard library only: the aws path must not pay for httpx.
 """
 
 from __future__ import annotations
@@ -15,17 +17,35 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from sidecar.auth import TokenFile
 from sidecar.errors import AgentError, ConfigError, LoginDenied, StoreError
 from sidecar.logs import Log
 from sidecar.stores.base import Lease, Secret
-from sidecar.stores.cloud_http import AccessToken
+
+REFRESH_MARGIN = 300.0  # buy new credentials this long before the old ones expire
+T = TypeVar("T")
 
 
-class TokenRejected(LoginDenied):
-    """The cloud no longer accepts the access token (expired, revoked): log in again."""
+class LoginRejected(LoginDenied):
+    """The cloud no longer accepts the credentials (expired, revoked): log in again."""
+
+
+@dataclass(frozen=True)
+class Held(Generic[T]):
+    """Credentials bought by a login, held in memory only; times on the monotonic clock."""
+
+    value: T
+    expires_at: float
+    refresh_at: float
+
+    @classmethod
+    def lasting(cls, value: T, seconds: float, *, now: float) -> Held[T]:
+        """Credentials good for ``seconds`` from ``now``, bought again a margin before they
+        end (or at two thirds of an unusually short life)."""
+        return cls(value, now + seconds, now + seconds - min(REFRESH_MARGIN, seconds / 3))
 
 
 def token_claims(token: str) -> dict[str, Any]:
@@ -50,11 +70,11 @@ def identity(token: str) -> str:
     )
 
 
-class BearerStore:
-    """The login and refresh schedule of a bearer-token store; safe to share between threads.
+class LoginSchedule(Generic[T]):
+    """When a cloud store logs in; safe to share between threads.
 
-    Subclasses set ``where`` (named in every message) and ``principal`` (who the token
-    is for), and implement :meth:`_exchange` and :meth:`_fetch`.
+    Subclasses set ``where`` (named in every message) and ``principal`` (who the
+    credentials are for), and implement :meth:`_exchange` and :meth:`_fetch`.
     """
 
     where = "cloud store"
@@ -68,18 +88,18 @@ class BearerStore:
         self._log = log
         self._clock = clock
         self._lock = threading.Lock()
-        self._token: AccessToken | None = None
+        self._held: Held[T] | None = None
         self._generation = 0
 
     # --- what each cloud says ---------------------------------------------------------
 
-    def _exchange(self, projected: str) -> AccessToken:
-        """An access token for the projected token; LoginDenied naming what the cloud
+    def _exchange(self, projected: str) -> Held[T]:
+        """Credentials for the projected token; LoginDenied naming what the cloud
         expected when it is refused."""
         raise NotImplementedError
 
-    def _fetch(self, path: str, token: str) -> Secret:
-        """Read ``path`` with the access token; TokenRejected when it is no good."""
+    def _fetch(self, path: str, credentials: T) -> Secret:
+        """Read ``path`` with the credentials; LoginRejected when they are no good."""
         raise NotImplementedError
 
     def _close_connections(self) -> None:
@@ -92,31 +112,31 @@ class BearerStore:
             self._login()
 
     def _login(self) -> None:
-        self._token = self._exchange(self._token_file.read())
+        self._held = self._exchange(self._token_file.read())
         self._generation += 1
-        expires_in = round(self._token.expires_at - self._clock())
+        expires_in = round(self._held.expires_at - self._clock())
         self._log.info(
             "logged in", store=self.where, principal=self.principal, expires_in=expires_in
         )
 
     @property
     def refresh_at(self) -> float:
-        """When to buy a new access token (monotonic); now when there is none."""
-        return self._token.refresh_at if self._token is not None else self._clock()
+        """When to buy new credentials (monotonic); now when there are none."""
+        return self._held.refresh_at if self._held is not None else self._clock()
 
     def _refresh(self) -> None:
         try:
             self._login()
         except AgentError as exc:
             self._token_file.forget()
-            assert self._token is not None
-            if self._clock() >= self._token.expires_at:
+            assert self._held is not None
+            if self._clock() >= self._held.expires_at:
                 raise
-            self._log.warning("access token not refreshed; old one still valid", reason=str(exc))
+            self._log.warning("credentials not refreshed; old ones still valid", reason=str(exc))
 
     def maintain(self) -> float:
         with self._lock:
-            if self._token is None:
+            if self._held is None:
                 self._login()
             elif self._token_file.rotated():
                 rotated = str(self._token_file.path)
@@ -126,24 +146,24 @@ class BearerStore:
                 self._refresh()
             return self.refresh_at
 
-    def _current(self) -> tuple[str, int]:
-        """A fresh access token, and the login generation it belongs to."""
+    def _current(self) -> tuple[T, int]:
+        """Fresh credentials, and the login generation they belong to."""
         with self._lock:
-            if self._token is None:
+            if self._held is None:
                 self._login()
             elif self._clock() >= self.refresh_at:
                 self._refresh()
-            assert self._token is not None
-            return self._token.token, self._generation
+            assert self._held is not None
+            return self._held.value, self._generation
 
     def read(self, path: str) -> Secret:
-        token, generation = self._current()
+        credentials, generation = self._current()
         try:
-            return self._fetch(path, token)
-        except TokenRejected as exc:
+            return self._fetch(path, credentials)
+        except LoginRejected as exc:
             with self._lock:
                 if self._generation == generation:
-                    self._log.info("access token rejected; logging in again", reason=str(exc))
+                    self._log.info("credentials rejected; logging in again", reason=str(exc))
                     self._login()
         return self._fetch(path, self._current()[0])
 
@@ -157,11 +177,11 @@ class BearerStore:
         raise StoreError(f"{self.where} gives no leases; {lease.lease_id} cannot be renewed")
 
     def close(self, *, revoke: bool) -> None:
-        """Forget the access token and close connections. Cloud access tokens cannot be
-        revoked one by one, so ``revoke`` can only be logged: they expire within the hour."""
+        """Forget the credentials and close connections. No cloud revokes these one by
+        one, so ``revoke`` can only be logged: they expire within the hour."""
         with self._lock:
-            if revoke and self._token is not None:
-                expires_in = round(self._token.expires_at - self._clock())
-                self._log.info("access token dropped", store=self.where, expires_in=expires_in)
-            self._token = None
+            if revoke and self._held is not None:
+                expires_in = round(self._held.expires_at - self._clock())
+                self._log.info("credentials dropped", store=self.where, expires_in=expires_in)
+            self._held = None
             self._close_connections()
