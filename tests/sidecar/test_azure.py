@@ -38,7 +38,14 @@ from sidecar.logs import Log
 from sidecar.stores.azure import AzureSecretStore
 from tests.azureserver import AUDIENCE, AzureServer, FederatedCredential
 from tests.polling import wait_for
-from tests.sidecar.agent_helpers import error_line, run_agent, snapshot, temps
+from tests.sidecar.agent_helpers import (
+    agent_argv,
+    agent_env,
+    error_line,
+    run_agent,
+    snapshot,
+    temps,
+)
 from tests.sidecar.inproc import make_agent, records
 
 SUBJECT = "system:serviceaccount:app:app"
@@ -483,3 +490,28 @@ def test_no_azure_sdk_on_the_agent_path() -> None:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert done.stdout.split() == ["True", "False", "False"]
+
+
+def test_standalone_from_azure_workload_identity_env(
+    azure: Azure, token_path: Path, tmp_path: Path
+) -> None:
+    """On AKS with Azure Workload Identity's webhook: its env variables and flags alone."""
+    name = unique("env-db")
+    azure.server.set_secret(name, json.dumps({"password": VALUE}))
+    (tmp_path / "ca.pem").write_text(azure.server.ca_pem, encoding="utf-8")
+    env = agent_env() | {
+        "AZURE_TENANT_ID": azure.server.tenant,
+        "AZURE_CLIENT_ID": azure.reader,
+        "AZURE_FEDERATED_TOKEN_FILE": str(token_path),
+        "AZURE_AUTHORITY_HOST": azure.server.authority_host + "/",
+    }
+    argv = agent_argv(
+        "--once", "--deadline", "5", "--azure-vault-url", azure.server.vault_url,
+        "--ca-file", str(tmp_path / "ca.pem"), "--secret", f"password={name}#password",
+        "--secrets-dir", str(tmp_path / "out"), "--state-dir", str(tmp_path / "state"),
+    )  # fmt: skip
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "password").read_text() == VALUE
+    assert azure.reader in done.stderr  # logged in as $AZURE_CLIENT_ID
+    assert VALUE not in done.stdout + done.stderr

@@ -416,3 +416,38 @@ def test_no_google_sdk_or_botocore_on_the_gcp_path(gcp: GcpServer) -> None:
         [sys.executable, "-c", code, config], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "['sidecar.stores.gcp']"
+
+
+def test_standalone_with_the_credential_configuration_gcloud_writes(
+    gcp: GcpServer, token_path: Path, tmp_path: Path
+) -> None:
+    """What a user already has: the cred-config file (URLs of the admin's private endpoints,
+    here the stand-in's, given by a ``gcp`` store in ``--config``) and flags alone."""
+    name = readable(gcp, json.dumps({"password": VALUE}))
+    endpoints = gcp.endpoints
+    info = {
+        "universe_domain": "googleapis.com",
+        "type": "external_account",
+        "audience": f"//iam.googleapis.com/{gcp.provider}",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": f"{endpoints['sts']}/v1/token",
+        "service_account_impersonation_url": f"{endpoints['iamcredentials']}/v1/projects/-/"
+        f"serviceAccounts/{SA}:generateAccessToken",
+        "credential_source": {"file": str(token_path), "format": {"type": "text"}},
+    }
+    (tmp_path / "cred.json").write_text(json.dumps(info), encoding="utf-8")
+    (tmp_path / "ca.pem").write_text(gcp.ca_pem, encoding="utf-8")
+    base = {"store": {"kind": "gcp", "workloadIdentityProvider": gcp.provider,
+                      "endpoints": endpoints}}  # fmt: skip
+    (tmp_path / "base.json").write_text(json.dumps(base), encoding="utf-8")
+    done = run_agent(
+        "--once", "--deadline", "5", "--config", str(tmp_path / "base.json"),
+        "--gcp-credential-config", str(tmp_path / "cred.json"), "--ca-file",
+        str(tmp_path / "ca.pem"), "--gcp-project", "latchkey-test",
+        "--secret", f"password={name}#password", "--secrets-dir", str(tmp_path / "out"),
+        "--state-dir", str(tmp_path / "state"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "password").read_text() == VALUE
+    assert SA in done.stderr  # logged in as the impersonated account the file names
+    assert VALUE not in done.stdout + done.stderr
