@@ -4,14 +4,19 @@ The kubelet rewrites the token at about 80% of its life (an atomic symlink
 swap), so the agent never caches it beyond one login: every login reads the
 file again, and :meth:`TokenFile.rotated` tells the agent that a new login is
 due. Only a digest of the last token is kept, never the token itself.
+Its claims (issuer, subject, audience) are read, unverified, only to name them in
+a cloud's denial.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from sidecar.errors import TokenError
 
@@ -105,3 +110,25 @@ class EnvToken:
 
     def rotated(self) -> bool:
         return False
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The projected token's claims, unverified, to name its issuer, subject and audience
+    in a denial (they are not secret; the signature is not shown). Empty when unreadable."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def identity(token: str) -> str:
+    """``issuer I, subject S, audience A`` of a projected token, for denials."""
+    claims = token_claims(token)
+    aud = claims.get("aud")
+    audience = ", ".join(aud) if isinstance(aud, list) else aud
+    return (
+        f"issuer {claims.get('iss', '?')}, subject {claims.get('sub', '?')}, "
+        f"audience {audience or '?'}"
+    )

@@ -199,9 +199,8 @@ def _azure_from_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> d
     found = {key: environ[name] for key, name in AZURE_ENV.items() if environ.get(name)}
     for key in ("tenantId", "clientId"):
         if key not in found and not (key == "clientId" and args.role):
-            raise ConfigError(
-                f"--azure-vault-url needs ${AZURE_ENV[key]} (or --role for a client id)"
-            )
+            hint = " (or --role for a client id)" if key == "clientId" else ""
+            raise ConfigError(f"--azure-vault-url needs ${AZURE_ENV[key]}{hint}")
     store: dict[str, Any] = {"kind": "azure", "vaultUrl": args.azure_vault_url}
     store.update({k: v for k, v in found.items() if k != "tokenPath"})
     store.setdefault("clientId", args.role)

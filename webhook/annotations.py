@@ -173,15 +173,15 @@ def parse(
     if store not in config.stores:
         valid = ", ".join(sorted(config.stores))
         problems.add("store", f"no store named {echo(store)} in the webhook config; valid: {valid}")
-    kind = config.stores.get(store)
+    chosen = config.stores.get(store)
     request = InjectRequest(
         store=store,
-        role=get("role", lambda v: values.role(v, store=kind), default=None),
-        files=_files(ours, get, store=kind, problems=problems),
-        sources=_sources(ours, get, store=kind, problems=problems),
+        role=get("role", lambda v: values.role(v, store=chosen), default=None),
+        files=_files(ours, get, store=chosen, problems=problems),
+        sources=_sources(ours, get, store=chosen, problems=problems),
         renders=_renders(ours, get, problems=problems),
-        certificates=_certificates(ours, get, store=kind, problems=problems),
-        env=_env(ours, get, store=kind, problems=problems),
+        certificates=_certificates(ours, get, store=chosen, problems=problems),
+        env=_env(ours, get, store=chosen, problems=problems),
         containers=get("containers", values.container_names, default=None),
         mount_path=get("mount-path", values.mount_path, default=config.defaults.mount_path),
         init_only=get("init-only", values.boolean, default=False),

@@ -27,6 +27,8 @@ from sidecar.config import (
     SignalAction,
     parse_duration,
 )
+from sidecar.errors import ConfigError
+from sidecar.paths import aws, azure, gcp
 from webhook.problems import echo
 
 # Signals a process can catch on Linux; KILL and STOP cannot be, so they are refused.
@@ -153,22 +155,13 @@ def store_path(value: str, *, store: AnyStore | None, key_required: bool) -> tup
 
 
 def _cloud_path(path: str, store: AwsStore | GcpStore | AzureStore) -> None:
-    """The agent's own parser decides, so admission and the agent agree on every path
-    (a cloud parser imports nothing but the standard library)."""
-    from sidecar.errors import ConfigError
-
+    """The agent's own parser decides, so admission and the agent agree on every path."""
     try:
         if isinstance(store, AwsStore):
-            from sidecar.paths import aws
-
             aws.parse_path(path)
         elif isinstance(store, GcpStore):
-            from sidecar.paths import gcp
-
             gcp.parse_path(path, project=store.project)
         else:
-            from sidecar.paths import azure
-
             azure.parse_path(path)
     except ConfigError as exc:
         quoted = f" path {echo(path)} is not valid"

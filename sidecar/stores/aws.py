@@ -38,7 +38,7 @@ from sidecar.errors import (
     StoreUnavailable,
 )
 from sidecar.logs import Log
-from sidecar.paths.aws import ParameterPrefix, ParameterRef, SecretRef, parse_path
+from sidecar.paths.aws import AwsRef, ParameterPrefix, ParameterRef, SecretRef, parse_path
 from sidecar.stores.aws_errors import translate
 from sidecar.stores.base import Secret, boxed
 from sidecar.stores.schedule import Held, LoginSchedule
@@ -73,7 +73,7 @@ def credentials_life(answer: Answer) -> float:
     return float(expiration - server_now)
 
 
-class AwsSecretStore(LoginSchedule[Credentials]):
+class AwsSecretStore(LoginSchedule[Credentials, AwsRef]):
     """Role credentials plus botocore clients for one role; safe to share between threads."""
 
     def __init__(
@@ -176,8 +176,10 @@ class AwsSecretStore(LoginSchedule[Credentials]):
 
     # --- reads ------------------------------------------------------------------------
 
-    def _fetch(self, path: str, credentials: Credentials) -> Secret:
-        ref = parse_path(path)
+    def _parse(self, path: str) -> AwsRef:
+        return parse_path(path)
+
+    def _fetch(self, path: str, ref: AwsRef, credentials: Credentials) -> Secret:
         service = "secretsmanager" if isinstance(ref, SecretRef) else "ssm"
         client = self._session(service, credentials)
         what = f"reading {path}"

@@ -18,13 +18,11 @@ import re
 import time
 from collections.abc import Callable
 
-import httpx
-
 from sidecar.auth import TokenFile
 from sidecar.config import GUID_RE, AzureStore
 from sidecar.errors import ConfigError, StoreUnavailable
 from sidecar.logs import Log
-from sidecar.paths.azure import parse_path
+from sidecar.paths.azure import AzureRef, parse_path
 from sidecar.stores import azure_errors, cloud_http
 from sidecar.stores.base import Secret, boxed
 from sidecar.stores.schedule import Held, LoginSchedule
@@ -35,7 +33,7 @@ SCOPE = "https://vault.azure.net/.default"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-class AzureSecretStore(LoginSchedule[str]):
+class AzureSecretStore(LoginSchedule[str, AzureRef]):
     """Entra access tokens for one client id, plus Key Vault reads with them."""
 
     def __init__(
@@ -61,12 +59,10 @@ class AzureSecretStore(LoginSchedule[str]):
         authority = config.authority_host.rstrip("/")
         self.token_url = f"{authority}/{self.tenant}/oauth2/v2.0/token"
         self.entra = f"Microsoft Entra ID at {authority}"
-        self._ca_bundle, self._timeout = config.ca_bundle, timeout
-        self._http = self._connect()
+        self._http = cloud_http.Https(config.ca_bundle, timeout=timeout)
 
-    def read(self, path: str) -> Secret:
-        parse_path(path)  # a path that can never be read fails before any login
-        return super().read(path)
+    def _parse(self, path: str) -> AzureRef:
+        return parse_path(path)
 
     def _exchange(self, projected: str) -> Held[str]:
         form = {
@@ -76,8 +72,8 @@ class AzureSecretStore(LoginSchedule[str]):
             "client_assertion": projected,
             "scope": SCOPE,
         }
-        answer = cloud_http.call(
-            self._http, "POST", self.token_url, data=form, where=self.entra,
+        answer = self._http.call(
+            "POST", self.token_url, data=form, where=self.entra,
             what=f"logging in as client {self.principal} of tenant {self.tenant}",
         )  # fmt: skip
         if answer.status != 200:
@@ -94,10 +90,9 @@ class AzureSecretStore(LoginSchedule[str]):
             raise StoreUnavailable(f"{self.entra} answered the login with no usable access token")
         return Held.lasting(token, seconds, now=self._clock())
 
-    def _fetch(self, path: str, token: str) -> Secret:
-        ref = parse_path(path)
-        answer = cloud_http.call(
-            self._http, "GET", f"{self.vault_url}/{ref.url_path}",
+    def _fetch(self, path: str, ref: AzureRef, token: str) -> Secret:
+        answer = self._http.call(
+            "GET", f"{self.vault_url}/{ref.url_path}",
             params={"api-version": API_VERSION}, headers={"Authorization": f"Bearer {token}"},
             where=self.where, what=f"getting secret {path}",
         )  # fmt: skip
@@ -110,10 +105,5 @@ class AzureSecretStore(LoginSchedule[str]):
             raise StoreUnavailable(f"{self.where} answered getting secret {path} with no value")
         return boxed(path, value)
 
-    def _connect(self) -> httpx.Client:
-        return cloud_http.client(self._ca_bundle, timeout=self._timeout)
-
     def _close_connections(self) -> None:
-        """Close the connections; a later login opens new ones."""
         self._http.close()
-        self._http = self._connect()

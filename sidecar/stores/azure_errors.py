@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 
+from sidecar.auth import identity as token_identity
+from sidecar.auth import token_claims
 from sidecar.errors import LoginDenied, PermissionDenied, SecretNotFound, StoreError
 from sidecar.paths.azure import AzureRef
 from sidecar.stores.cloud_http import Answer, reason
-from sidecar.stores.schedule import LoginRejected, token_claims
-from sidecar.stores.schedule import identity as token_identity
+from sidecar.stores.schedule import LoginRejected
 
 # No federated identity credential matches the assertion: as a whole, or by issuer,
 # audience or subject.

@@ -12,14 +12,15 @@ tokens and secret values.
 from __future__ import annotations
 
 import email.utils
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from sidecar.errors import StoreUnavailable
 from sidecar.stores.base import MAX_READERS
-from sidecar.stores.vault_wire import ssl_context
+from sidecar.stores.vault_wire import retry_after, ssl_context
 
 Json = dict[str, Any]
 REASON_LIMIT = 300
@@ -29,53 +30,87 @@ REASON_LIMIT = 300
 class Answer:
     """An HTTP answer: its status, its JSON object (empty when the body is not one),
     what to call it in a message when it is not JSON (``text/html``, ``no body``), and
-    the server's clock (its ``Date`` header, epoch seconds) to measure lifetimes by."""
+    its headers."""
 
     status: int
     body: Json
     kind: str
-    retry_after: float | None = None
-    date: float | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_json(self) -> bool:
         return self.kind == "json"
 
+    @property
+    def retry_after(self) -> float | None:
+        return retry_after(self.headers)
 
-def client(ca_bundle: str | None, *, timeout: float) -> httpx.Client:
-    """One keep-alive client for every host of a store; hostnames always checked."""
-    return httpx.Client(
-        verify=ssl_context(ca_bundle),
-        timeout=timeout,
-        limits=httpx.Limits(max_connections=MAX_READERS, max_keepalive_connections=MAX_READERS),
-        trust_env=False,
-        follow_redirects=False,  # a redirect would carry the bearer token elsewhere
-    )
+    @property
+    def date(self) -> float | None:
+        """The server's clock (its ``Date`` header, epoch seconds), to time lifetimes by."""
+        try:
+            return email.utils.parsedate_to_datetime(self.headers.get("date", "")).timestamp()
+        except (TypeError, ValueError):
+            return None
 
 
-def call(
-    http: httpx.Client, method: str, url: str, *, what: str, where: str, **kwargs: Any
-) -> Answer:
-    """One request; transport failures, 429 and 5xx are StoreUnavailable, naming ``where``
-    and ``what``. Any other status is the caller's to read from the :class:`Answer`."""
-    try:
-        response = http.request(method, url, **kwargs)
-    except httpx.TimeoutException as exc:
-        raise StoreUnavailable(f"{where} timed out {what}") from exc
-    except httpx.HTTPError as exc:
-        raise StoreUnavailable(f"{where} unreachable {what}: {exc}") from exc
-    answer = _answer(response)
-    if answer.status == 429 or answer.status >= 500:
-        raise StoreUnavailable(
-            f"{where} answered {answer.status} {what}: {reason(answer)}",
-            retry_after=answer.retry_after,
-        )
-    if 300 <= answer.status < 400 or answer.status < 200:
-        raise StoreUnavailable(
-            f"{where} answered {what} with HTTP {answer.status} ({answer.kind}), not an answer: "
-            "a redirect is not followed with the token"
-        )
-    return answer
+class Https:
+    """The keep-alive connections of one store, to every host it calls; hostnames always
+    checked, redirects never followed (the bearer token would go along). The SSL context
+    is built once; the client is made at the first call, and again after :meth:`close`."""
+
+    def __init__(
+        self,
+        ca_bundle: str | None,
+        *,
+        timeout: float,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._verify = ssl_context(ca_bundle)
+        self._timeout = timeout
+        self._transport = transport
+        self._client: httpx.Client | None = None
+
+    def _connected(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(
+                verify=self._verify,
+                timeout=self._timeout,
+                limits=httpx.Limits(
+                    max_connections=MAX_READERS, max_keepalive_connections=MAX_READERS
+                ),
+                trust_env=False,
+                follow_redirects=False,
+                transport=self._transport,
+            )
+        return self._client
+
+    def call(self, method: str, url: str, *, what: str, where: str, **kwargs: Any) -> Answer:
+        """One request; transport failures, 429 and 5xx are StoreUnavailable, naming
+        ``where`` and ``what``. Any other status is the caller's to read."""
+        try:
+            response = self._connected().request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise StoreUnavailable(f"{where} timed out {what}") from exc
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"{where} unreachable {what}: {exc}") from exc
+        answer = _answer(response)
+        if answer.status == 429 or answer.status >= 500:
+            raise StoreUnavailable(
+                f"{where} answered {answer.status} {what}: {reason(answer)}",
+                retry_after=answer.retry_after,
+            )
+        if 300 <= answer.status < 400 or answer.status < 200:
+            raise StoreUnavailable(
+                f"{where} answered {what} with HTTP {answer.status} ({answer.kind}), not an "
+                "answer: a redirect is not followed with the token"
+            )
+        return answer
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 def _answer(response: httpx.Response) -> Answer:
@@ -90,15 +125,7 @@ def _answer(response: httpx.Response) -> Answer:
             parsed = None
         if isinstance(parsed, dict):
             body, kind = parsed, "json"
-    try:
-        wait = max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        wait = None
-    try:
-        date = email.utils.parsedate_to_datetime(response.headers.get("date", "")).timestamp()
-    except (TypeError, ValueError):
-        date = None
-    return Answer(response.status_code, body, kind, wait, date)
+    return Answer(response.status_code, body, kind, response.headers)
 
 
 def reason(answer: Answer) -> str:

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import time
 from collections.abc import Callable
 from datetime import datetime
 
-import httpx
-
-from sidecar.auth import TokenFile
+from sidecar.auth import TokenFile, token_claims
+from sidecar.auth import identity as token_identity
 from sidecar.config import GcpStore
 from sidecar.errors import StoreUnavailable
 from sidecar.logs import Log
@@ -32,8 +30,7 @@ from sidecar.stores import cloud_http, gcp_errors
 from sidecar.stores.base import Secret, boxed
 from sidecar.stores.cloud_http import Answer
 from sidecar.stores.crc32c import crc32c
-from sidecar.stores.schedule import Held, LoginSchedule, token_claims
-from sidecar.stores.schedule import identity as token_identity
+from sidecar.stores.schedule import Held, LoginSchedule
 
 GOOGLE = {
     "sts": "https://sts.googleapis.com",
@@ -63,7 +60,7 @@ def expire_time(text: object) -> float:
     return parsed.timestamp()
 
 
-class GcpSecretStore(LoginSchedule[str]):
+class GcpSecretStore(LoginSchedule[str, GcpRef]):
     """Federated (and optionally impersonated) access tokens plus Secret Manager reads."""
 
     def __init__(
@@ -92,10 +89,7 @@ class GcpSecretStore(LoginSchedule[str]):
             )
         }
         self.where = self._names["secretmanager"]
-        self._connect: Callable[[], httpx.Client] = functools.partial(
-            cloud_http.client, config.ca_bundle, timeout=timeout
-        )
-        self._http = self._connect()
+        self._http = cloud_http.Https(config.ca_bundle, timeout=timeout)
 
     # --- the login ----------------------------------------------------------------------
 
@@ -118,8 +112,8 @@ class GcpSecretStore(LoginSchedule[str]):
             "subject_token": projected,
             "subject_token_type": JWT_TOKEN,
         }
-        answer = cloud_http.call(
-            self._http, "POST", f"{self._urls['sts']}/v1/token",
+        answer = self._http.call(
+            "POST", f"{self._urls['sts']}/v1/token",
             what="exchanging the projected token", where=where, data=form,
         )  # fmt: skip
         if answer.status != 200:
@@ -134,8 +128,8 @@ class GcpSecretStore(LoginSchedule[str]):
     def _impersonated(self, federated: str, principal: str) -> Held[str]:
         where, account = self._names["iamcredentials"], self.service_account
         url = f"{self._urls['iamcredentials']}/v1/projects/-/serviceAccounts/{account}"
-        answer = cloud_http.call(
-            self._http, "POST", f"{url}:generateAccessToken",
+        answer = self._http.call(
+            "POST", f"{url}:generateAccessToken",
             what=f"impersonating {account}", where=where,
             headers={"Authorization": f"Bearer {federated}"},
             json={"scope": [SCOPE], "lifetime": f"{LIFETIME}s"},
@@ -155,10 +149,12 @@ class GcpSecretStore(LoginSchedule[str]):
 
     # --- reads --------------------------------------------------------------------------
 
-    def _fetch(self, path: str, token: str) -> Secret:
-        ref = parse_path(path, project=self.project)
-        answer = cloud_http.call(
-            self._http, "GET", f"{self._urls['secretmanager']}/v1/{ref.resource}:access",
+    def _parse(self, path: str) -> GcpRef:
+        return parse_path(path, project=self.project)
+
+    def _fetch(self, path: str, ref: GcpRef, token: str) -> Secret:
+        answer = self._http.call(
+            "GET", f"{self._urls['secretmanager']}/v1/{ref.resource}:access",
             what=f"reading {path}", where=self.where,
             headers={"Authorization": f"Bearer {token}"},
         )  # fmt: skip
@@ -191,6 +187,4 @@ class GcpSecretStore(LoginSchedule[str]):
             return Secret(path, {"value": value}, scalar=True)
 
     def _close_connections(self) -> None:
-        """Close the connections; a later login opens new ones."""
         self._http.close()
-        self._http = self._connect()

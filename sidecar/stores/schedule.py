@@ -12,13 +12,11 @@ Standard library only: the aws path must not pay for httpx.
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from sidecar.auth import TokenFile
 from sidecar.errors import AgentError, ConfigError, LoginDenied, StoreError
@@ -26,7 +24,8 @@ from sidecar.logs import Log
 from sidecar.stores.base import Lease, Secret
 
 REFRESH_MARGIN = 300.0  # buy new credentials this long before the old ones expire
-T = TypeVar("T")
+T = TypeVar("T")  # what a login buys: role credentials, an access token
+R = TypeVar("R")  # what a path names, parsed
 
 
 class LoginRejected(LoginDenied):
@@ -48,33 +47,12 @@ class Held(Generic[T]):
         return cls(value, now + seconds, now + seconds - min(REFRESH_MARGIN, seconds / 3))
 
 
-def token_claims(token: str) -> dict[str, Any]:
-    """The projected token's claims, unverified, to name its issuer, subject and audience
-    in a denial (they are not secret; the signature is not shown). Empty when unreadable."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
-        return {}
-    return claims if isinstance(claims, dict) else {}
-
-
-def identity(token: str) -> str:
-    """``issuer I, subject S, audience A`` of a projected token, for denials."""
-    claims = token_claims(token)
-    aud = claims.get("aud")
-    audience = ", ".join(aud) if isinstance(aud, list) else aud
-    return (
-        f"issuer {claims.get('iss', '?')}, subject {claims.get('sub', '?')}, "
-        f"audience {audience or '?'}"
-    )
-
-
-class LoginSchedule(Generic[T]):
+class LoginSchedule(Generic[T, R]):
     """When a cloud store logs in; safe to share between threads.
 
     Subclasses set ``where`` (named in every message) and ``principal`` (who the
-    credentials are for), and implement :meth:`_exchange` and :meth:`_fetch`.
+    credentials are for), and implement :meth:`_parse`, :meth:`_exchange` and
+    :meth:`_fetch`.
     """
 
     where = "cloud store"
@@ -98,8 +76,13 @@ class LoginSchedule(Generic[T]):
         expected when it is refused."""
         raise NotImplementedError
 
-    def _fetch(self, path: str, credentials: T) -> Secret:
-        """Read ``path`` with the credentials; LoginRejected when they are no good."""
+    def _parse(self, path: str) -> R:
+        """What ``path`` names; ConfigError naming it and the valid forms."""
+        raise NotImplementedError
+
+    def _fetch(self, path: str, ref: R, credentials: T) -> Secret:
+        """Read ``ref`` (``path`` parsed) with the credentials; LoginRejected when they
+        are no good."""
         raise NotImplementedError
 
     def _close_connections(self) -> None:
@@ -134,38 +117,40 @@ class LoginSchedule(Generic[T]):
                 raise
             self._log.warning("credentials not refreshed; old ones still valid", reason=str(exc))
 
+    def _keep_fresh(self) -> Held[T]:
+        """Credentials now, bought or refreshed when there are none or they are due;
+        call with the lock held."""
+        if self._held is None:
+            self._login()
+        elif self._clock() >= self.refresh_at:
+            self._refresh()
+        assert self._held is not None
+        return self._held
+
     def maintain(self) -> float:
         with self._lock:
-            if self._held is None:
-                self._login()
-            elif self._token_file.rotated():
+            if self._held is not None and self._token_file.rotated():
                 rotated = str(self._token_file.path)
                 self._log.info("token file rotated; logging in again", file=rotated)
                 self._refresh()
-            elif self._clock() >= self.refresh_at:
-                self._refresh()
-            return self.refresh_at
+            return self._keep_fresh().refresh_at
 
     def _current(self) -> tuple[T, int]:
         """Fresh credentials, and the login generation they belong to."""
         with self._lock:
-            if self._held is None:
-                self._login()
-            elif self._clock() >= self.refresh_at:
-                self._refresh()
-            assert self._held is not None
-            return self._held.value, self._generation
+            return self._keep_fresh().value, self._generation
 
     def read(self, path: str) -> Secret:
+        ref = self._parse(path)  # a path that can never be read fails before any login
         credentials, generation = self._current()
         try:
-            return self._fetch(path, credentials)
+            return self._fetch(path, ref, credentials)
         except LoginRejected as exc:
             with self._lock:
                 if self._generation == generation:
                     self._log.info("credentials rejected; logging in again", reason=str(exc))
                     self._login()
-        return self._fetch(path, self._current()[0])
+        return self._fetch(path, ref, self._current()[0])
 
     def issue(self, path: str, params: Mapping[str, str]) -> Secret:  # noqa: ARG002
         raise ConfigError(

@@ -9,6 +9,7 @@ on one line, after the address, role and path the agent knows.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +50,10 @@ def reason(response: httpx.Response) -> str:
     return text[:REASON_LIMIT]
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    """A 429's ``Retry-After`` in seconds (the delta form Vault sends), if any."""
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """A 429's ``Retry-After`` in seconds (the delta form Vault and the clouds send), if any."""
     try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
+        return max(0.0, float(headers.get("retry-after", "")))
     except ValueError:
         return None
 
@@ -63,7 +64,7 @@ def translate(
     """The typed error for a 4xx/5xx answer to ``what`` (reading ``subject``, if a read)."""
     status, text, address = response.status_code, reason(response), where.address
     if status in RETRYABLE or status >= 500:
-        wait = retry_after(response) if status == 429 else None
+        wait = retry_after(response.headers) if status == 429 else None
         message = f"store {address} answered {status} {what}: {text}"
         return StoreUnavailable(message, retry_after=wait)
     if login and status in (400, 401, 403, 404):

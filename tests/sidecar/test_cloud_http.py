@@ -26,9 +26,9 @@ def answer(
         assert request.headers["authorization"] == "Bearer t"
         return httpx.Response(status, text=body, headers={"content-type": content_type, **headers})
 
-    client = httpx.Client(transport=httpx.MockTransport(handler), follow_redirects=False)
-    return cloud_http.call(
-        client, "GET", "https://x/v1/s", what="reading s", where=WHERE,
+    https = cloud_http.Https(None, timeout=5, transport=httpx.MockTransport(handler))
+    return https.call(
+        "GET", "https://x/v1/s", what="reading s", where=WHERE,
         headers={"Authorization": "Bearer t"},
     )  # fmt: skip
 
@@ -86,6 +86,6 @@ def test_an_unreachable_service_is_retryable_and_named() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    client = httpx.Client(transport=httpx.MockTransport(refuse))
+    https = cloud_http.Https(None, timeout=5, transport=httpx.MockTransport(refuse))
     with pytest.raises(StoreUnavailable, match=f"^{WHERE} unreachable reading s"):
-        cloud_http.call(client, "GET", "https://x/v1/s", what="reading s", where=WHERE)
+        https.call("GET", "https://x/v1/s", what="reading s", where=WHERE)
