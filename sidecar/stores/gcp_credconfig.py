@@ -63,7 +63,10 @@ class CredentialConfig:
 
     store: GcpStore
     token_path: str
-    role: str
+
+    @property
+    def role(self) -> str:
+        return self.store.service_account or ""
 
 
 def from_credential_config(
@@ -97,7 +100,7 @@ def from_credential_config(
         )  # fmt: skip
     except ValidationError as exc:
         raise ConfigError(f"gcp credential configuration: {exc}") from exc
-    return CredentialConfig(store, token_path, role)
+    return CredentialConfig(store, token_path)
 
 
 def _refused(field: str, why: str) -> ConfigError:
