@@ -5,7 +5,7 @@
 
 Exit codes are :mod:`sidecar.errors`' (documented in docs/agent.md); a failure
 prints one JSON log line naming the store, role, path or file, never a value.
-Heavy imports (pydantic, httpx) happen only on the paths that need them: the
+Heavy imports happen only on the paths that need them: the
 probes run in every pod every few seconds, and start-up time is a feature.
 """
 
@@ -30,9 +30,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     if argv[:1] == ["probe"]:
         return _probe(argv[1:], environ)
-    # pydantic scans every installed distribution's entry points for plugins at
-    # its first model; the agent uses none, and the scan is start-up time.
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     # Start-up (imports, building the config models) allocates much and frees
     # little: the cycle collector would only walk it again and again (~10 ms).
     # ``sidecar.cli.run`` turns it back on once that is over.

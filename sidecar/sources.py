@@ -15,7 +15,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sidecar.config import CONFIG_ENV, ENV_FILE_NAME, STATE_DIR, AgentConfig, parse_duration
+from sidecar.config import (
+    CONFIG_ENV,
+    ENV_FILE_NAME,
+    STATE_DIR,
+    AgentConfig,
+    ContractError,
+    GcpEndpoints,
+    as_dict,
+    parse,
+    parse_duration,
+)
 from sidecar.errors import ConfigError
 
 
@@ -160,7 +170,6 @@ def _gcp_from_flags(args: argparse.Namespace, given: object) -> dict[str, Any]:
     """The store, role and token path a credential configuration file describes. Its URLs
     may name Google's endpoints or those of a ``gcp`` store in the config it replaces
     (the admin's private endpoints), nothing else."""
-    from sidecar.config import GcpEndpoints
     from sidecar.stores.gcp_credconfig import from_credential_config
 
     source = f"--gcp-credential-config {args.gcp_credential_config}"
@@ -171,7 +180,10 @@ def _gcp_from_flags(args: argparse.Namespace, given: object) -> dict[str, Any]:
     info = _parse(text, source=source, yaml_ok=False)
     endpoints = None
     if isinstance(given, dict) and given.get("kind") == "gcp":
-        endpoints = GcpEndpoints.model_validate(given.get("endpoints") or {})
+        try:
+            endpoints = parse(GcpEndpoints, given.get("endpoints") or {}, name="endpoints")
+        except ContractError as exc:
+            raise ConfigError(f"{source}: store.{exc}") from None
     try:
         found = from_credential_config(
             info,
@@ -181,7 +193,7 @@ def _gcp_from_flags(args: argparse.Namespace, given: object) -> dict[str, Any]:
         )
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
-    store = found.store.model_dump(by_alias=True, exclude_none=True)
+    store = as_dict(found.store)
     return {"store": store, "role": found.role, "tokenPath": found.token_path}
 
 
@@ -248,14 +260,8 @@ def _env_from_flags(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def validate(data: dict[str, Any], *, source: str) -> AgentConfig:
-    """One validation; pydantic's errors become one line naming each bad field."""
-    from pydantic import ValidationError
-
+    """One validation; its error names the source and the bad field."""
     try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg']}"
-            for error in exc.errors(include_url=False, include_input=False)
-        )
-        raise ConfigError(f"{source}: {problems}") from exc
+        return parse(AgentConfig, data)
+    except ContractError as exc:
+        raise ConfigError(f"{source}: {exc}") from None

@@ -11,15 +11,59 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
 
 from sidecar.config import (
     DEFAULT_MOUNT_PATH,
-    Model,
-    StoreConfig,
+    AnyStore,
+    ContractError,
+    Tagged,
+    as_dict,
+    parse_store,
 )
 from webhook import values
 from webhook.errors import ConfigError
+
+
+class Model(BaseModel):
+    """Frozen, strict about unknown keys, camelCase in the YAML, as the agent's contract."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+
+def _store(value: object) -> AnyStore:
+    """A store of the agent's contract (:mod:`sidecar.config`), checked by its own rules."""
+    if isinstance(value, Tagged):
+        return value  # type: ignore[return-value]  # built in code, already checked
+    try:
+        return parse_store(value, name="store")
+    except ContractError as exc:
+        raise ValueError(str(exc)) from None
+
+
+StoreConfig = Annotated[
+    AnyStore,
+    PlainValidator(_store),
+    PlainSerializer(as_dict),
+    WithJsonSchema({"type": "object", "description": "a store of sidecar.config"}),
+]
 
 
 def _duration(value: str) -> str:

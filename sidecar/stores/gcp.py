@@ -22,7 +22,7 @@ from datetime import datetime
 
 from sidecar.auth import TokenFile, token_claims
 from sidecar.auth import identity as token_identity
-from sidecar.config import GcpStore
+from sidecar.config import GcpStore, as_dict
 from sidecar.errors import StoreUnavailable
 from sidecar.logs import Log
 from sidecar.paths.gcp import GcpRef, parse_path
@@ -78,7 +78,7 @@ class GcpSecretStore(LoginSchedule[str, GcpRef]):
         self.provider = config.workload_identity_provider
         self.service_account = role or config.service_account or ""
         self.principal = self.service_account or "the federated principal"
-        overrides = config.endpoints.model_dump(exclude_none=True)
+        overrides = as_dict(config.endpoints)
         self._urls = {name: url.rstrip("/") for name, url in (GOOGLE | overrides).items()}
         self._names = {
             name: label + (f" at {self._urls[name]}" if name in overrides else "")

@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from sidecar.config import GCP_SERVICE_ACCOUNT_RE, GcpEndpoints, GcpStore
 from sidecar.errors import ConfigError
 
@@ -95,11 +93,11 @@ def from_credential_config(
     token_path = _token_file(info.get("credential_source"))
     try:
         store = GcpStore(
-            kind="gcp", project=project, workload_identity_provider=provider,
+            project=project, workload_identity_provider=provider,
             service_account=role or None, endpoints=endpoints, ca_bundle=ca_bundle,
         )  # fmt: skip
-    except ValidationError as exc:
-        raise ConfigError(f"gcp credential configuration: {exc}") from exc
+    except ValueError as exc:  # a model's own check, such as --gcp-project's form
+        raise ConfigError(f"gcp credential configuration: {exc}") from None
     return CredentialConfig(store, token_path)
 
 

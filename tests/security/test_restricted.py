@@ -4,11 +4,12 @@ modes follow the ownership rules (0400 as the app's uid, 0440 through fsGroup, e
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from sidecar.config import AgentConfig
+from sidecar.config import AgentConfig, parse
 from tests.security.pods import Pod, golden_pods, ours, theirs
 from webhook.containers import BIN, SECRETS, STATE, TOKEN
 from webhook.ownership import GROUP_READ, OWNER_ONLY, WORLD_READ, effective_uid
@@ -69,7 +70,7 @@ def test_added_volumes_are_allowed_and_secrets_stay_in_memory(pod: Pod) -> None:
 @pytest.mark.parametrize("pod", golden_pods())
 def test_file_modes_follow_who_can_read_them(pod: Pod) -> None:
     agent = ours(pod)[0]
-    config = AgentConfig.model_validate_json(agent["env"][0]["value"])
+    config = parse(AgentConfig, json.loads(agent["env"][0]["value"]))
     readers = [c for c in theirs(pod) if SECRETS in {m["name"] for m in c.get("volumeMounts", [])}]
     uids = {effective_uid(c, pod["spec"]) for c in readers}
     context = agent["securityContext"]

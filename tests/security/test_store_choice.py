@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.config import CONFIG_ENV, AgentConfig
+from sidecar.config import CONFIG_ENV, AgentConfig, as_dict, parse
 from tests.security.pods import FIXTURES, ours
 from webhook.annotations import PLAIN
 from webhook.errors import Denied
@@ -39,7 +39,7 @@ ENV_TRICKS = [
 ]  # fmt: skip
 KEYS = [*(k for k in PLAIN if k != "status"), *INVENTED, *ENV_TRICKS, "secret-x", "format-x",
         "template-x", "file-mode-x", "secret-address", "store-default"]  # fmt: skip
-ADMIN_STORES = [store.model_dump() for store in CONFIG.stores.values()]
+ADMIN_STORES = [as_dict(store) for store in CONFIG.stores.values()]
 
 
 def admitted(annotations: dict[str, Any]) -> dict[str, Any] | None:
@@ -56,8 +56,8 @@ def assert_store_is_the_admins(pod: dict[str, Any], chosen: str) -> None:
     """Every agent carries exactly the admin's entry for the chosen store, and no other env."""
     for container in ours(pod):
         assert [e["name"] for e in container["env"]] == [CONFIG_ENV]
-        config = AgentConfig.model_validate_json(container["env"][0]["value"])
-        assert config.store.model_dump() == CONFIG.stores[chosen].model_dump()
+        config = parse(AgentConfig, json.loads(container["env"][0]["value"]))
+        assert as_dict(config.store) == as_dict(CONFIG.stores[chosen])
 
 
 @pytest.mark.parametrize("key", [pytest.param(k, id=k) for k in KEYS])

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from sidecar.config import CONFIG_ENV, TOKEN_DIR, TOKEN_PATH, AgentConfig, store_audience
+from sidecar.config import CONFIG_ENV, TOKEN_DIR, TOKEN_PATH, AgentConfig, parse, store_audience
 from tests.security.pods import FIXTURES, Pod, golden_pods, ours
 from webhook.containers import TOKEN
 from webhook.settings import AgentSettings, load_config
@@ -24,7 +25,7 @@ def token_source(pod: Pod) -> dict[str, Any]:
 @pytest.mark.parametrize("pod", golden_pods())
 def test_the_token_is_for_the_chosen_store_only_and_short_lived(pod: Pod) -> None:
     token = token_source(pod)
-    agents = [AgentConfig.model_validate_json(c["env"][0]["value"]) for c in ours(pod)]
+    agents = [parse(AgentConfig, json.loads(c["env"][0]["value"])) for c in ours(pod)]
     assert all(c["env"][0]["name"] == CONFIG_ENV for c in ours(pod))
     assert {store_audience(agent.store) for agent in agents} == {token["audience"]}
     assert token["expirationSeconds"] == CONFIG.agent.token_expiration_seconds == 600

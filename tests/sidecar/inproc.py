@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sidecar.agent import Agent
-from sidecar.config import AgentConfig
+from sidecar.config import AgentConfig, parse
 from sidecar.logs import Log
 from sidecar.stores import open_store
 from sidecar.stores.base import Lease, Secret, Store
@@ -53,7 +53,7 @@ def make_agent(
 ) -> tuple[Agent, Counting, io.StringIO]:
     stream = io.StringIO()
     log = Log(stream, debug=True)
-    model = AgentConfig.model_validate(config)
+    model = parse(AgentConfig, config)
     store = Counting(open_store(model, log=log, timeout=timeout))
     return Agent(model, store, log=log), store, stream
 

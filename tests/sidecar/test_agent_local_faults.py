@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from sidecar.agent import Agent
-from sidecar.config import AgentConfig
+from sidecar.config import AgentConfig, parse
 from sidecar.logs import Log
 from sidecar.stores.aws import credentials_life
 from sidecar.stores.vault import VaultStore
@@ -233,7 +233,7 @@ def test_lease_renewal_ignores_both_clocks(
     store = skewed_store(tmp_path, skew, calls)
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() - skew)
-    config = AgentConfig.model_validate({
+    config = parse(AgentConfig, {
         "store": {"kind": "vault", "address": "https://vault.test:8200",
                   "auth": {"audience": "vault"}},
         "role": "app", "tokenPath": str(tmp_path / "token"),

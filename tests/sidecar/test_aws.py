@@ -75,7 +75,7 @@ def make_store(aws: Aws, token_path: Path, logs: io.StringIO) -> Iterator[StoreF
     made: list[AwsSecretStore] = []
 
     def make(role: str | None = None, **options: Any) -> AwsSecretStore:
-        config = AwsStore(kind="aws", region="us-east-1", endpoint_url=aws.server.endpoint)
+        config = AwsStore(region="us-east-1", endpoint_url=aws.server.endpoint)
         store = AwsSecretStore(
             config,
             role=role or aws.reader,
@@ -417,10 +417,10 @@ AWS = {"kind": "aws", "region": "us-east-1"}
 def test_botocore_is_loaded_only_for_an_aws_store(store: dict[str, Any], loaded: bool) -> None:
     code = (
         "import sys, json\n"
-        "from sidecar.config import AgentConfig\n"
+        "from sidecar.config import AgentConfig, parse\n"
         "from sidecar.logs import Log\n"
         "from sidecar.stores import open_store\n"
-        "open_store(AgentConfig.model_validate(json.loads(sys.argv[1])), log=Log())\n"
+        "open_store(parse(AgentConfig, json.loads(sys.argv[1])), log=Log())\n"
         "print('botocore' in sys.modules, 'sidecar.stores.aws' in sys.modules)\n"
     )
     config = json.dumps({"store": store, "role": "arn:aws:iam::123456789012:role/app"})

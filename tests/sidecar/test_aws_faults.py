@@ -128,7 +128,7 @@ def _store(
     token = tmp_path / "token"
     token.write_text("header.payload.signature")
     return AwsSecretStore(
-        AwsStore(kind="aws", region="eu-west-1", endpoint_url=endpoint),
+        AwsStore(region="eu-west-1", endpoint_url=endpoint),
         role=ROLE,
         token_file=TokenFile(token),
         log=Log(io.StringIO()),

@@ -24,7 +24,7 @@ import pytest
 from hack.localstore import Issuer
 from sidecar.agent import Agent
 from sidecar.auth import TokenFile
-from sidecar.config import AzureStore
+from sidecar.config import AzureStore, parse
 from sidecar.errors import (
     AgentError,
     ConfigError,
@@ -102,7 +102,7 @@ def make_store(azure: Azure, token_path: Path, logs: io.StringIO) -> Iterator[St
     made: list[AzureSecretStore] = []
 
     def make(role: str | None = None, **options: Any) -> AzureSecretStore:
-        config = AzureStore.model_validate(store_config(azure.server, **options.pop("store", {})))
+        config = parse(AzureStore, store_config(azure.server, **options.pop("store", {})))
         store = AzureSecretStore(
             config,
             role=azure.reader if role is None else role,
@@ -377,7 +377,7 @@ def test_a_401_logs_in_again_once(issuer: Issuer, token_path: Path, logs: io.Str
     try:
         name = unique("rolled")
         own.server.set_secret(name, "r")
-        config = AzureStore.model_validate(store_config(own.server, clientId=own.reader))
+        config = parse(AzureStore, store_config(own.server, clientId=own.reader))
         store = AzureSecretStore(config, role="", token_file=TokenFile(token_path), log=Log(logs))
         assert store.read(name).fields == {"value": "r"}
         own.server.roll_signing_key()
@@ -474,10 +474,10 @@ def test_long_running_agent_keeps_its_files(
 def test_no_azure_sdk_on_the_agent_path() -> None:
     code = (
         "import sys, json\n"
-        "from sidecar.config import AgentConfig\n"
+        "from sidecar.config import AgentConfig, parse\n"
         "from sidecar.logs import Log\n"
         "from sidecar.stores import open_store\n"
-        "open_store(AgentConfig.model_validate(json.loads(sys.argv[1])), log=Log())\n"
+        "open_store(parse(AgentConfig, json.loads(sys.argv[1])), log=Log())\n"
         "print('sidecar.stores.azure' in sys.modules, any(m.startswith('azure') for m in "
         "sys.modules), 'botocore' in sys.modules)\n"
     )

@@ -20,7 +20,7 @@ import pytest
 from hack.localstore import Issuer
 from sidecar.agent import Agent
 from sidecar.auth import TokenFile
-from sidecar.config import GcpStore
+from sidecar.config import GcpStore, parse
 from sidecar.errors import (
     AgentError,
     ConfigError,
@@ -80,7 +80,7 @@ def make_store(gcp: GcpServer, token_path: Path, logs: io.StringIO) -> Iterator[
     made: list[GcpSecretStore] = []
 
     def make(role: str = SA, **options: Any) -> GcpSecretStore:
-        config = GcpStore.model_validate(gcp.store(**options.pop("store", {})))
+        config = parse(GcpStore, gcp.store(**options.pop("store", {})))
         store = GcpSecretStore(
             config, role=role, token_file=TokenFile(options.pop("token_path", token_path)),
             log=Log(logs), **options,
@@ -404,10 +404,10 @@ def test_the_running_agent_keeps_its_last_good_files(
 def test_no_google_sdk_or_botocore_on_the_gcp_path(gcp: GcpServer) -> None:
     code = (
         "import sys, json\n"
-        "from sidecar.config import AgentConfig\n"
+        "from sidecar.config import AgentConfig, parse\n"
         "from sidecar.logs import Log\n"
         "from sidecar.stores import open_store\n"
-        "open_store(AgentConfig.model_validate(json.loads(sys.argv[1])), log=Log())\n"
+        "open_store(parse(AgentConfig, json.loads(sys.argv[1])), log=Log())\n"
         "print(sorted(m for m in ('google.auth', 'botocore', 'sidecar.stores.gcp')"
         " if m in sys.modules))\n"
     )

@@ -12,7 +12,7 @@ import pytest
 
 from hack.localstore import Issuer
 from sidecar.auth import TokenFile
-from sidecar.config import AgentConfig
+from sidecar.config import AgentConfig, parse
 from sidecar.errors import StoreUnavailable
 from sidecar.logs import Log
 from sidecar.stores import open_store
@@ -24,7 +24,7 @@ from webhook.certs import make_ca
 
 def store_for(app: App, **config: object) -> tuple[VaultStore, io.StringIO]:
     stream = io.StringIO()
-    agent = AgentConfig.model_validate(app.config(**config))
+    agent = parse(AgentConfig, app.config(**config))
     store = open_store(agent, log=Log(stream, debug=True))
     assert isinstance(store, VaultStore)
     return store, stream

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from sidecar.config import HttpAction, SignalAction
@@ -400,7 +401,7 @@ def test_pod_level_refusals_name_inject(
 
 
 def test_aws_store_without_role_needs_one() -> None:
-    stores = {"aws": CONFIG.stores["aws"].model_copy(update={"role_arn": None})}
+    stores = {"aws": msgspec.structs.replace(CONFIG.stores["aws"], role_arn=None)}
     config = CONFIG.model_copy(update={"stores": stores})
     with pytest.raises(AnnotationError, match=f"annotation {K}role: store aws has no roleArn"):
         mutate_pod(pod({**AWS, K + "containers": "app"}), namespace="a", config=config)
@@ -536,7 +537,7 @@ def test_store_paths_refused_say_what_is_valid(value: str, store: str, says: str
 
 
 def test_gcp_short_name_needs_a_project() -> None:
-    store = CONFIG.stores["gcp"].model_copy(update={"project": None})
+    store = msgspec.structs.replace(CONFIG.stores["gcp"], project=None)
     with pytest.raises(ValueError, match="the store has no project"):
         values.store_path("db", store=store, key_required=False)
 

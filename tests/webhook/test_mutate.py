@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import jsonpatch
+import msgspec
 import pytest
 
-from sidecar.config import CONFIG_ENV, AgentConfig
+from sidecar.config import CONFIG_ENV, AgentConfig, parse
 from tests.kube import VERSIONS, as_pod, validate
 from webhook.containers import AGENT, INIT, TOKEN
 from webhook.errors import Denied
@@ -107,7 +108,7 @@ def test_golden_pod_keeps_the_token_from_the_app(
         assert (TOKEN in mounts) == (container["name"] in OURS), container["name"]
         if container["name"] in OURS:
             env = {e["name"]: e["value"] for e in container["env"]}
-            config = AgentConfig.model_validate_json(env[CONFIG_ENV])
+            config = parse(AgentConfig, json.loads(env[CONFIG_ENV]))
             assert config.store in configs[mode].stores.values()
 
 
@@ -255,7 +256,7 @@ def agent_of(pod: Mapping[str, Any]) -> dict[str, Any]:
 
 def files_mode(pod: Mapping[str, Any]) -> int:
     env = {e["name"]: e["value"] for e in agent_of(pod)["env"]}
-    return AgentConfig.model_validate_json(env[CONFIG_ENV]).files[0].mode
+    return parse(AgentConfig, json.loads(env[CONFIG_ENV])).files[0].mode
 
 
 def app(name: str, uid: int | None = None, gid: int | None = None) -> dict[str, Any]:
@@ -335,5 +336,5 @@ def test_agent_resources(
 
 def test_agent_config_schema_snapshot() -> None:
     """Contract changes between webhook and agent show up in review as a schema diff."""
-    schema = AgentConfig.model_json_schema(by_alias=True)
+    schema = json.loads(msgspec.json.encode(msgspec.json.schema(AgentConfig)))
     assert matches_golden(FIXTURES / "agent-config.schema.json", schema)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import jsonpatch
+import msgspec
 import pytest
 from cryptography import x509
 from pydantic import BaseModel
@@ -343,13 +344,18 @@ def test_the_console_script_reports_a_bad_config_without_a_traceback(tmp_path: P
     assert "Traceback" not in done.stderr
 
 
-def _aliases(model: type[BaseModel]) -> Iterator[str]:
-    """Every key of a config model and of the models nested in it, camelCase."""
-    for name, field in model.model_fields.items():
-        yield field.alias or name
-        for nested in typing.get_args(field.annotation) or (field.annotation,):
+def _aliases(model: type[BaseModel] | type[msgspec.Struct]) -> Iterator[str]:
+    """Every key of a config model and of the models nested in it, camelCase: the
+    webhook's own (pydantic) and the agent contract's (msgspec) alike."""
+    if issubclass(model, msgspec.Struct):
+        fields = [(f.encode_name, f.type) for f in msgspec.structs.fields(model)]
+    else:
+        fields = [(f.alias or name, f.annotation) for name, f in model.model_fields.items()]
+    for key, annotation in fields:
+        yield key
+        for nested in typing.get_args(annotation) or (annotation,):
             for inner in typing.get_args(nested) or (nested,):
-                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                if isinstance(inner, type) and issubclass(inner, BaseModel | msgspec.Struct):
                     yield from _aliases(inner)
 
 
