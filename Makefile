@@ -57,6 +57,7 @@ bench: install
 	$(BIN)/python hack/bench/webhook.py
 	$(BIN)/python hack/bench/burst.py
 	$(BIN)/python hack/bench/agent.py
+	$(BIN)/python hack/bench/idle.py  # 10 minutes at rest
 
 clean:
 	rm -rf $(VENV) sidecar/bin build .pytest_cache .mypy_cache .hypothesis *.egg-info
