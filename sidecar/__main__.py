@@ -5,8 +5,8 @@
 
 Exit codes are :mod:`sidecar.errors`' (documented in docs/agent.md); a failure
 prints one JSON log line naming the store, role, path or file, never a value.
-Heavy imports happen only on the paths that need them: the
-probes run in every pod every few seconds, and start-up time is a feature.
+Heavy imports (botocore, jinja2, prometheus_client) happen only on the paths that need
+them: the probes run in every pod every few seconds, and start-up time is a feature.
 """
 
 from __future__ import annotations
@@ -40,9 +40,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     log = Log()
     if not undumpable:
         log.warning("could not make the agent non-dumpable: same-uid processes can read its /proc")
-    # httpx imports its optional command-line client whenever rich and click are
-    # installed, which doubles its import time; the agent never uses it.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     try:
         from sidecar.cli import run
 

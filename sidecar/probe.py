@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 TICK = 10.0
 LIVENESS_WINDOW = 3 * TICK
-DEFAULT_STATE_DIR = "/var/run/latchkey.dev/state"  # sidecar.config.STATE_DIR, without pydantic
+DEFAULT_STATE_DIR = "/var/run/latchkey.dev/state"  # sidecar.config.STATE_DIR, not imported
 
 
 def state_dir(environ: Mapping[str, str]) -> str:

@@ -1,8 +1,9 @@
 """Store kinds, each in its own module, imported only when a config names it.
 
-The Vault path must not pay for botocore, nor the AWS path for httpx, nor any
-path for a cloud SDK (``gcp`` and ``azure`` speak their JSON APIs over httpx): the
-agent's start-up time and memory are features (see docs/agent.md).
+The Vault path must not pay for botocore, nor any path for a cloud SDK or an HTTP
+library (``vault``, ``gcp`` and ``azure`` speak their JSON APIs through the standard
+library's :mod:`http.client`, :mod:`sidecar.stores.https`): the agent's start-up
+time and memory are features (see docs/agent.md).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ The projected token is the client assertion of an app registration or a
 user-assigned managed identity federated with the cluster's issuer: one
 ``client_credentials`` request to Entra's v2.0 token endpoint buys a Key Vault
 access token, as azure-identity's ``WorkloadIdentityCredential`` does. Reads are
-``GET {vault}/secrets/NAME[/VERSION]``. Plain JSON over HTTPS through httpx: no
-Azure SDK on the agent's path.
+``GET {vault}/secrets/NAME[/VERSION]``. Plain JSON over HTTPS
+(:mod:`sidecar.stores.https`): no Azure SDK, nor any HTTP library, on the agent's path.
 
 Not here: the login schedule (:mod:`sidecar.stores.schedule`), path syntax
 (:mod:`sidecar.paths.azure`), what each error answer means
@@ -73,7 +73,7 @@ class AzureSecretStore(LoginSchedule[str, AzureRef]):
             "scope": SCOPE,
         }
         answer = self._http.call(
-            "POST", self.token_url, data=form, where=self.entra,
+            "POST", self.token_url, form=form, where=self.entra,
             what=f"logging in as client {self.principal} of tenant {self.tenant}",
         )  # fmt: skip
         if answer.status != 200:
@@ -92,8 +92,8 @@ class AzureSecretStore(LoginSchedule[str, AzureRef]):
 
     def _fetch(self, path: str, ref: AzureRef, token: str) -> Secret:
         answer = self._http.call(
-            "GET", f"{self.vault_url}/{ref.url_path}",
-            params={"api-version": API_VERSION}, headers={"Authorization": f"Bearer {token}"},
+            "GET", f"{self.vault_url}/{ref.url_path}?api-version={API_VERSION}",
+            headers={"Authorization": f"Bearer {token}"},
             where=self.where, what=f"getting secret {path}",
         )  # fmt: skip
         if answer.status != 200:

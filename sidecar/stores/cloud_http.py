@@ -1,4 +1,4 @@
-"""What the ``gcp`` and ``azure`` stores share: one HTTPS client, answers as JSON.
+"""What the ``gcp`` and ``azure`` stores share: their HTTPS connections, answers as JSON.
 
 Both clouds are plain JSON-over-HTTPS APIs reached with a bearer token bought
 with the projected token; neither needs its SDK on the agent's path. This
@@ -12,13 +12,13 @@ tokens and secret values.
 from __future__ import annotations
 
 import email.utils
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from sidecar.errors import StoreUnavailable
+from sidecar.stores import https
 from sidecar.stores.base import MAX_READERS
 from sidecar.stores.vault_wire import retry_after, ssl_context
 
@@ -55,44 +55,50 @@ class Answer:
 
 
 class Https:
-    """The keep-alive connections of one store, to every host it calls; hostnames always
-    checked, redirects never followed (the bearer token would go along). The SSL context
-    is built once; the client is made at the first call, and again after :meth:`close`."""
+    """The keep-alive connections of one store, a pool to every host it calls; hostnames
+    always checked, redirects never followed (the bearer token would go along). The SSL
+    context is built once; a host's first call makes its pool, which connects then."""
 
     def __init__(
-        self,
-        ca_bundle: str | None,
-        *,
-        timeout: float,
-        transport: httpx.BaseTransport | None = None,
+        self, ca_bundle: str | None, *, timeout: float, send: https.Send | None = None
     ) -> None:
-        self._verify = ssl_context(ca_bundle)
+        self._context = ssl_context(ca_bundle)
         self._timeout = timeout
-        self._transport = transport
-        self._client: httpx.Client | None = None
+        self._send = send
+        self._pools: dict[str, https.Pool] = {}
+        self._lock = threading.Lock()
 
-    def _connected(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(
-                verify=self._verify,
-                timeout=self._timeout,
-                limits=httpx.Limits(
-                    max_connections=MAX_READERS, max_keepalive_connections=MAX_READERS
-                ),
-                trust_env=False,
-                follow_redirects=False,
-                transport=self._transport,
-            )
-        return self._client
+    def _pool(self, origin: str) -> https.Pool:
+        with self._lock:
+            if origin not in self._pools:
+                self._pools[origin] = https.Pool(
+                    origin, context=self._context, timeout=self._timeout, size=MAX_READERS,
+                    send=self._send,
+                )  # fmt: skip
+            return self._pools[origin]
 
-    def call(self, method: str, url: str, *, what: str, where: str, **kwargs: Any) -> Answer:
-        """One request; transport failures, 429 and 5xx are StoreUnavailable, naming
-        ``where`` and ``what``. Any other status is the caller's to read."""
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        where: str,
+        headers: Mapping[str, str] | None = None,
+        json: Json | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> Answer:
+        """One request with a ``json`` or ``form`` body; transport failures, 429 and 5xx
+        are StoreUnavailable, naming ``where`` and ``what``. Any other status is the
+        caller's to read."""
+        origin, target = https.split(url)
         try:
-            response = self._connected().request(method, url, **kwargs)
-        except httpx.TimeoutException as exc:
+            response = self._pool(origin).request(
+                method, target, headers=headers, json=json, form=form
+            )
+        except https.TimedOut as exc:
             raise StoreUnavailable(f"{where} timed out {what}") from exc
-        except httpx.HTTPError as exc:
+        except https.Unreachable as exc:
             raise StoreUnavailable(f"{where} unreachable {what}: {exc}") from exc
         answer = _answer(response)
         if answer.status == 429 or answer.status >= 500:
@@ -108,15 +114,16 @@ class Https:
         return answer
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.close()
 
 
-def _answer(response: httpx.Response) -> Answer:
+def _answer(response: https.Response) -> Answer:
     kind = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
     body: Json = {}
-    if not response.content:
+    if not response.body:
         kind = "no body"
     else:
         try:
@@ -125,7 +132,7 @@ def _answer(response: httpx.Response) -> Answer:
             parsed = None
         if isinstance(parsed, dict):
             body, kind = parsed, "json"
-    return Answer(response.status_code, body, kind, response.headers)
+    return Answer(response.status, body, kind, response.headers)
 
 
 def reason(answer: Answer) -> str:

@@ -5,7 +5,7 @@ The projected token is exchanged at Google's STS for a federated access token
 named (the pod's ``role``, else the store's ``serviceAccount``) that token buys
 the service account's own from IAM Credentials (``generateAccessToken``). Reads
 are ``GET v1/{version}:access``, their CRC-32C checked. Plain JSON over HTTPS
-through httpx: no Google SDK on the agent's path.
+(:mod:`sidecar.stores.https`): no Google SDK, nor any HTTP library, on the agent's path.
 
 Not here: the login schedule (:mod:`sidecar.stores.schedule`), path syntax
 (:mod:`sidecar.paths.gcp`), what each error answer means
@@ -114,7 +114,7 @@ class GcpSecretStore(LoginSchedule[str, GcpRef]):
         }
         answer = self._http.call(
             "POST", f"{self._urls['sts']}/v1/token",
-            what="exchanging the projected token", where=where, data=form,
+            what="exchanging the projected token", where=where, form=form,
         )  # fmt: skip
         if answer.status != 200:
             raise gcp_errors.exchange_denied(

@@ -1,7 +1,8 @@
 """Vault and OpenBao over their HTTP API: log in, read, renew, revoke.
 
 The one place where HTTP answers and transport failures become the agent's
-typed errors (:mod:`sidecar.errors`); nothing above this module sees httpx.
+typed errors (:mod:`sidecar.errors`); nothing above this module sees an
+HTTP answer or a socket's error.
 Messages name the store, role, auth mount and path, plus the store's own
 error text, which names things but never holds a secret value.
 
@@ -15,8 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-import httpx
-
 from sidecar.auth import EnvToken, TokenFile
 from sidecar.config import VaultStore as VaultConfig
 from sidecar.errors import (
@@ -28,6 +27,7 @@ from sidecar.errors import (
 )
 from sidecar.logs import Log
 from sidecar.state import SavedToken, StateDir
+from sidecar.stores import https
 from sidecar.stores.base import MAX_READERS, Lease, Secret
 from sidecar.stores.vault_wire import Json, Where, parse_secret, ssl_context, translate
 
@@ -46,7 +46,7 @@ class VaultStore:
         token_file: TokenFile | EnvToken,
         log: Log,
         timeout: float = 10.0,
-        transport: httpx.BaseTransport | None = None,
+        send: https.Send | None = None,
         clock: Callable[[], float] = time.monotonic,
         state: StateDir | None = None,
     ) -> None:
@@ -61,16 +61,13 @@ class VaultStore:
         self._log = log
         self._clock = clock
         self._timeout = timeout
-        headers = {"X-Vault-Namespace": config.namespace} if config.namespace else {}
-        self._client = httpx.Client(
-            base_url=f"{self.address}/v1/",
-            headers=headers,
-            verify=ssl_context(config.ca_bundle),
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=MAX_READERS, max_keepalive_connections=MAX_READERS),
-            transport=transport,
-            trust_env=False,
-        )
+        self._headers = {"X-Vault-Namespace": config.namespace} if config.namespace else {}
+        origin, base = https.split(self.address)
+        self._base = f"{base.rstrip('/')}/v1/"
+        self._http = https.Pool(
+            origin, context=ssl_context(config.ca_bundle), timeout=timeout, size=MAX_READERS,
+            send=send,
+        )  # fmt: skip
         self._lock = threading.Lock()
         self._token: str | None = None
         self._generation = 0
@@ -97,16 +94,16 @@ class VaultStore:
     ) -> Json:
         """One API call; any answer but a JSON object (with ``data`` when ``need_data``)
         is an error that names the status and content type, never the body."""
-        headers = {"X-Vault-Token": token} if token else None
+        headers = {**self._headers, "X-Vault-Token": token} if token else self._headers
         try:
-            response = self._client.request(method, path, json=body, headers=headers)
-        except httpx.TimeoutException as exc:
+            response = self._http.request(method, self._base + path, headers=headers, json=body)
+        except https.TimedOut as exc:
             raise StoreUnavailable(
                 f"store {self.address} timed out {what} (after {self._timeout:g}s)"
             ) from exc
-        except httpx.HTTPError as exc:
+        except https.Unreachable as exc:
             raise StoreUnavailable(f"store {self.address} unreachable {what}: {exc}") from exc
-        status = response.status_code
+        status = response.status
         if status >= 400:
             login = path.startswith("auth/") and path.endswith("/login")
             raise translate(response, self._where, what=what, login=login, subject=subject)
@@ -118,7 +115,7 @@ class VaultStore:
                 "answer: a redirect is not followed with the token (a standby node or an "
                 "ingress in front? point the agent at the active node)"
             )
-        if not response.content:
+        if not response.body:
             if need_data:
                 raise StoreUnavailable(
                     f"store {self.address} answered {what} with HTTP {status} and no body"
@@ -358,4 +355,4 @@ class VaultStore:
                 self._log.warning("store token not revoked", reason=str(exc))
             if self._state is not None:
                 self._state.forget()  # its leases died with it
-        self._client.close()
+        self._http.close()

@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from sidecar.errors import (
     ConfigError,
     LoginDenied,
@@ -24,6 +22,7 @@ from sidecar.errors import (
     StoreUnavailable,
 )
 from sidecar.stores.base import Lease, Secret
+from sidecar.stores.https import Response
 
 RETRYABLE = frozenset({412, 429})
 REASON_LIMIT = 300
@@ -39,14 +38,14 @@ class Where:
     mount: str
 
 
-def reason(response: httpx.Response) -> str:
+def reason(response: Response) -> str:
     """The store's own error text (``{"errors": [...]}``), short and on one line."""
     try:
         errors = response.json().get("errors") or []
         text = "; ".join(str(error) for error in errors)
     except (ValueError, AttributeError):
         text = ""
-    text = " ".join((text or response.reason_phrase or "no reason given").split())
+    text = " ".join((text or response.reason or "no reason given").split())
     return text[:REASON_LIMIT]
 
 
@@ -59,10 +58,10 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def translate(
-    response: httpx.Response, where: Where, *, what: str, login: bool, subject: str | None
+    response: Response, where: Where, *, what: str, login: bool, subject: str | None
 ) -> StoreError:
     """The typed error for a 4xx/5xx answer to ``what`` (reading ``subject``, if a read)."""
-    status, text, address = response.status_code, reason(response), where.address
+    status, text, address = response.status, reason(response), where.address
     if status in RETRYABLE or status >= 500:
         wait = retry_after(response.headers) if status == 429 else None
         message = f"store {address} answered {status} {what}: {text}"

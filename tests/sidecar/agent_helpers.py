@@ -15,18 +15,18 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from hack.localstore import Issuer, OpenBao
 from sidecar.auth import TokenFile
 from sidecar.config import VaultAuth
 from sidecar.config import VaultStore as VaultConfig
 from sidecar.logs import Log
+from sidecar.stores import https
 from sidecar.stores.vault import VaultStore
 
 AUDIENCE = "openbao"
@@ -233,10 +233,28 @@ def temps(*directories: Path) -> list[str]:
     return [p.name for d in directories if d.exists() for p in d.iterdir() if ".tmp-" in p.name]
 
 
-# A Vault store on httpx.MockTransport, for faults a real OpenBao cannot be made to show.
+# A Vault store answered by a function, for faults a real OpenBao cannot be made to show.
 ADDRESS = "https://vault.test:8200"
 LOGIN = {"auth": {"client_token": "s.store-token", "lease_duration": 3600, "renewable": True}}
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = https.Send
+
+
+def reply(
+    status: int,
+    body: object = None,
+    *,
+    text: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> https.Response:
+    """An answer as a server sends it: ``body`` as JSON, or ``text`` as plain text."""
+    if text is None:
+        content, kind = json.dumps(body).encode(), "application/json"
+    else:
+        content, kind = text.encode(), "text/plain; charset=utf-8"
+    sent = https.Headers(headers or {})
+    if "content-type" not in sent:
+        sent = https.Headers([("Content-Type", kind), *sent.items()])
+    return https.Response(status, HTTPStatus(status).phrase, sent, content)
 
 
 def make_store(tmp_path: Path, handler: Handler, *, namespace: str = "") -> VaultStore:
@@ -251,5 +269,5 @@ def make_store(tmp_path: Path, handler: Handler, *, namespace: str = "") -> Vaul
         role="app",
         token_file=TokenFile(token),
         log=Log(io.StringIO()),
-        transport=httpx.MockTransport(handler),
+        send=handler,
     )

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from sidecar.agent import Agent
 from sidecar.config import AgentConfig, parse
 from sidecar.logs import Log
+from sidecar.stores import https
 from sidecar.stores.aws import credentials_life
 from sidecar.stores.vault import VaultStore
 from tests.polling import wait_for
@@ -32,6 +32,7 @@ from tests.sidecar.agent_helpers import (
     agent_env,
     error_line,
     make_store,
+    reply,
     run_agent,
     snapshot,
     temps,
@@ -202,18 +203,18 @@ def skewed_store(tmp_path: Path, skew: float, calls: list[tuple[float, str]]) ->
     """A store answering with its clock ``skew`` seconds off (Date, expire_time), handing
     out a renewable 3 s lease on database/creds/app."""
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        calls.append((time.monotonic(), request.url.path))
+    def handle(request: https.Request) -> https.Response:
+        calls.append((time.monotonic(), request.path))
         then = time.time() + skew
         headers = {"Date": email.utils.formatdate(then, usegmt=True)}
         expire = datetime.fromtimestamp(then + 3, UTC).isoformat()
         lease = {"lease_id": "database/creds/app/l1", "lease_duration": 3, "renewable": True}
-        if request.url.path.endswith("/login"):
-            return httpx.Response(200, json=LOGIN, headers=headers)
-        if request.url.path.endswith("/renew"):
-            return httpx.Response(200, json={**lease, "expire_time": expire}, headers=headers)
+        if request.path.endswith("/login"):
+            return reply(200, LOGIN, headers=headers)
+        if request.path.endswith("/renew"):
+            return reply(200, {**lease, "expire_time": expire}, headers=headers)
         body = {**lease, "data": {"username": "v-app-1"}}
-        return httpx.Response(200, json=body, headers=headers)
+        return reply(200, body, headers=headers)
 
     return make_store(tmp_path, handle)
 

@@ -1,20 +1,20 @@
 """The cloud stores' HTTP boundary: what an answer becomes before a store reads it.
 
-A fault table over ``httpx.MockTransport``: redirects are never followed (the bearer
-token would go along), busy and failing services are retryable with their
-``Retry-After``, and error texts are the services' own, never a body that is not
-their JSON.
+A fault table over a function that answers instead of the network: redirects are
+never followed (the bearer token would go along), busy and failing services are
+retryable with their ``Retry-After``, and error texts are the services' own, never
+a body that is not their JSON.
 """
 
 from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
 from sidecar.errors import StoreUnavailable
-from sidecar.stores import cloud_http
+from sidecar.stores import cloud_http, https
+from tests.sidecar.agent_helpers import reply
 
 WHERE = "Google Secret Manager"
 
@@ -22,12 +22,12 @@ WHERE = "Google Secret Manager"
 def answer(
     status: int, body: str = "", content_type: str = "application/json", **headers: str
 ) -> cloud_http.Answer:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: https.Request) -> https.Response:
         assert request.headers["authorization"] == "Bearer t"
-        return httpx.Response(status, text=body, headers={"content-type": content_type, **headers})
+        return reply(status, text=body, headers={"content-type": content_type, **headers})
 
-    https = cloud_http.Https(None, timeout=5, transport=httpx.MockTransport(handler))
-    return https.call(
+    client = cloud_http.Https(None, timeout=5, send=handler)
+    return client.call(
         "GET", "https://x/v1/s", what="reading s", where=WHERE,
         headers={"Authorization": "Bearer t"},
     )  # fmt: skip
@@ -83,9 +83,9 @@ def test_error_text_is_the_services_own_never_a_foreign_body(
 
 
 def test_an_unreachable_service_is_retryable_and_named() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
+    def refuse(request: https.Request) -> https.Response:
+        raise ConnectionRefusedError(111, "Connection refused")
 
-    https = cloud_http.Https(None, timeout=5, transport=httpx.MockTransport(refuse))
+    client = cloud_http.Https(None, timeout=5, send=refuse)
     with pytest.raises(StoreUnavailable, match=f"^{WHERE} unreachable reading s"):
-        https.call("GET", "https://x/v1/s", what="reading s", where=WHERE)
+        client.call("GET", "https://x/v1/s", what="reading s", where=WHERE)

@@ -1,14 +1,15 @@
 """The store's error boundary under every fault a real store or network can produce,
-served by ``httpx.MockTransport``; plus the answer parsing and the backoff it feeds."""
+served by a function in place of the network; plus the answer parsing and the backoff
+it feeds."""
 
 from __future__ import annotations
 
 import io
 import json
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,33 +25,34 @@ from sidecar.errors import (
 )
 from sidecar.logs import Log
 from sidecar.retry import Backoff, retry_until
+from sidecar.stores import https
 from sidecar.stores.vault_wire import parse_secret
-from tests.sidecar.agent_helpers import ADDRESS, LOGIN, Handler, make_store
+from tests.sidecar.agent_helpers import ADDRESS, LOGIN, Handler, make_store, reply
 
 KV2 = {"data": {"data": {"user": "u"}, "metadata": {"version": 3}}}
 
 
-def answer(status: int, body: object = None, **headers: str) -> httpx.Response:
+def answer(status: int, body: object = None, **headers: str) -> https.Response:
     if body is None:
         body = {"errors": [f"error {status} from the store"]}
-    return httpx.Response(status, json=body, headers=headers)
+    return reply(status, body, headers=headers)
 
 
-def on_read(response: Callable[[], httpx.Response]) -> Handler:
+def on_read(response: Callable[[], https.Response]) -> Handler:
     """Log-ins succeed, the token is alive, reads get ``response``."""
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/login"):
+    def handle(request: https.Request) -> https.Response:
+        if request.path.endswith("/login"):
             return answer(200, LOGIN)
-        if request.url.path.endswith("/lookup-self"):
+        if request.path.endswith("/lookup-self"):
             return answer(200, {"data": {}})
         return response()
 
     return handle
 
 
-def raise_(exc: Exception) -> Callable[[], httpx.Response]:
-    def fail() -> httpx.Response:
+def raise_(exc: Exception) -> Callable[[], https.Response]:
+    def fail() -> https.Response:
         raise exc
 
     return fail
@@ -64,20 +66,28 @@ READ_FAULTS = {
     "500": (lambda: answer(500), StoreUnavailable, ["500", "error 500 from the store"]),
     "503": (lambda: answer(503, {"errors": ["Vault is sealed"]}), StoreUnavailable, ["sealed"]),
     "400": (lambda: answer(400), StoreError, ["400"]),
-    "timeout": (raise_(httpx.ReadTimeout("read timed out")), StoreUnavailable, ["timed out"]),
-    "connect-timeout": (raise_(httpx.ConnectTimeout("slow")), StoreUnavailable, ["timed out"]),
+    "timeout": (
+        raise_(TimeoutError("The read operation timed out")),
+        StoreUnavailable,
+        ["timed out"],
+    ),
+    "connect-timeout": (raise_(TimeoutError("timed out")), StoreUnavailable, ["timed out"]),
     "refused": (
-        raise_(httpx.ConnectError("[Errno 111] Connection refused")),
+        raise_(ConnectionRefusedError(111, "Connection refused")),
         StoreUnavailable,
         ["unreachable", "Connection refused"],
     ),
     "tls": (
-        raise_(httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")),
+        raise_(
+            ssl.SSLCertVerificationError(
+                1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"
+            )
+        ),
         StoreUnavailable,
         ["CERTIFICATE_VERIFY_FAILED", ADDRESS],
     ),
     "not-json": (
-        lambda: httpx.Response(200, text="<html>proxy</html>"),
+        lambda: reply(200, text="<html>proxy</html>"),
         StoreUnavailable,
         ["JSON"],
     ),
@@ -89,7 +99,7 @@ READ_FAULTS = {
     [pytest.param(*case, id=name) for name, case in READ_FAULTS.items()],
 )
 def test_read_faults(
-    tmp_path: Path, response: Callable[[], httpx.Response], error: type, needles: list[str]
+    tmp_path: Path, response: Callable[[], https.Response], error: type, needles: list[str]
 ) -> None:
     store = make_store(tmp_path, on_read(response))
     with pytest.raises(error) as caught:
@@ -109,15 +119,16 @@ def test_retry_after_is_kept(tmp_path: Path) -> None:
 
 
 def test_transport_errors_are_chained(tmp_path: Path) -> None:
-    store = make_store(tmp_path, on_read(raise_(httpx.ReadTimeout("slow"))))
+    store = make_store(tmp_path, on_read(raise_(TimeoutError("slow"))))
     with pytest.raises(StoreUnavailable) as caught:
         store.read("secret/data/x")
-    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
+    assert isinstance(caught.value.__cause__, https.TimedOut)
+    assert isinstance(caught.value.__cause__.__cause__, TimeoutError)
 
 
 @pytest.mark.parametrize("status", [pytest.param(s, id=str(s)) for s in (400, 401, 403, 404)])
 def test_login_refusals_are_login_denied(tmp_path: Path, status: int) -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
+    def handle(request: https.Request) -> https.Response:
         return answer(status, {"errors": ['role "app" could not be found']})
 
     store = make_store(tmp_path, handle)
@@ -138,23 +149,23 @@ def test_login_outages_are_retryable(tmp_path: Path, status: int) -> None:
 
 
 def test_login_sends_role_and_fresh_jwt_and_namespace(tmp_path: Path) -> None:
-    seen: list[httpx.Request] = []
+    seen: list[https.Request] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
+    def handle(request: https.Request) -> https.Response:
         seen.append(request)
-        return answer(200, LOGIN) if request.url.path.endswith("/login") else answer(200, KV2)
+        return answer(200, LOGIN) if request.path.endswith("/login") else answer(200, KV2)
 
     store = make_store(tmp_path, handle, namespace="team-a")
     assert store.read("secret/data/x").fields == {"user": "u"}
     (tmp_path / "token").write_text("rotated.jwt.value")
     store.login()
-    logins = [json.loads(r.content) for r in seen if r.url.path == "/v1/auth/jwt/login"]
+    logins = [json.loads(r.body) for r in seen if r.path == "/v1/auth/jwt/login"]
     assert logins == [
         {"role": "app", "jwt": "header.payload.signature"},
         {"role": "app", "jwt": "rotated.jwt.value"},
     ]
     assert all(r.headers["X-Vault-Namespace"] == "team-a" for r in seen)
-    read = next(r for r in seen if r.url.path == "/v1/secret/data/x")
+    read = next(r for r in seen if r.path == "/v1/secret/data/x")
     assert read.headers["X-Vault-Token"] == "s.store-token"
 
 
@@ -163,10 +174,10 @@ def test_a_forgotten_token_logs_in_again_once(tmp_path: Path) -> None:
     calls: list[str] = []
     tokens = iter(["s.old", "s.new"])
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path)
+    def handle(request: https.Request) -> https.Response:
+        calls.append(request.path)
         token = request.headers.get("X-Vault-Token")
-        if request.url.path.endswith("/login"):
+        if request.path.endswith("/login"):
             return answer(200, {"auth": {**LOGIN["auth"], "client_token": next(tokens)}})
         if token == "s.old":
             return answer(403, {"errors": ["permission denied"]})
