@@ -22,7 +22,6 @@ from typing import Any, NoReturn
 import yaml
 
 from webhook.errors import ConfigError, Denied
-from webhook.settings import load_config, registry_warning
 
 PROG = "latchkey-webhook"
 DESCRIPTION = "Serve admission reviews over HTTPS, or print manifests as they would be injected."
@@ -91,7 +90,7 @@ def _version() -> str:
 
 
 # What the webhook extra brings; the agent-only install (`pip install latchkey`) lacks it.
-WEB_STACK = ("fastapi", "uvicorn", "jsonpatch", "orjson", "cryptography")
+WEB_STACK = ("fastapi", "uvicorn", "jsonpatch", "orjson", "cryptography", "pydantic", "httpx")
 
 
 def _require_web_stack() -> None:
@@ -193,6 +192,7 @@ def serve(settings: ServeSettings) -> None:
 
     from webhook.app import create_app
     from webhook.limits import BoundedH11Protocol
+    from webhook.settings import load_config, registry_warning
     from webhook.tls import ReloadingTLS
 
     BoundedH11Protocol.max_connections = settings.max_connections
@@ -220,6 +220,7 @@ def serve(settings: ServeSettings) -> None:
 def inject(args: argparse.Namespace, env: Mapping[str, str]) -> None:
     """Print the manifest after injection; warnings and denials go to stderr."""
     from webhook.manifests import inject_manifests
+    from webhook.settings import load_config, registry_warning
 
     config = load_config(Path(_resolve(args, env, "config")))
     if warning := registry_warning(config):

@@ -20,7 +20,9 @@ def _python_in(image: str, code: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("image", "present", "absent"),
     [
-        pytest.param("sidecar", "botocore, httpx, pydantic, yaml", "fastapi", id="agent"),
+        # The agent's start path is msgspec and the standard library (issue 13): the
+        # webhook's pydantic and httpx are not in its image at all.
+        pytest.param("sidecar", "botocore, msgspec, yaml", "fastapi, pydantic, httpx", id="agent"),
         pytest.param("webhook", "fastapi, uvicorn, webhook.settings", "botocore", id="webhook"),
     ],
 )
@@ -28,7 +30,8 @@ def test_image_carries_only_its_own_stack(
     scene: Scene, image: str, present: str, absent: str
 ) -> None:
     assert _python_in(IMAGES[image], f"import {present}").returncode == 0
-    assert _python_in(IMAGES[image], f"import {absent}").returncode != 0
+    for module in absent.split(", "):
+        assert _python_in(IMAGES[image], f"import {module}").returncode != 0, module
 
 
 @pytest.mark.parametrize("image", sorted(IMAGES))
