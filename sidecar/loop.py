@@ -19,11 +19,12 @@ jump, and the store's is never used (lease durations are relative).
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+
+import msgspec
 
 from sidecar.agent import ALIVE_FILE, Agent
 from sidecar.config import CertificateFile
@@ -196,7 +197,7 @@ class Loop:
             self.log.info("lease near its max TTL; reading again", path=path)
             return False
         self.log.info("lease renewed", path=path, ttl=renewed.duration)
-        self.agent.secrets[path] = dataclasses.replace(secret, lease=renewed)
+        self.agent.secrets[path] = msgspec.structs.replace(secret, lease=renewed)
         self.agent.save_leases()
         self._schedule(path, self.agent.secrets[path], now)
         return True

@@ -14,8 +14,9 @@ name no secret, but nothing outside the pod has any business with them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from sidecar.errors import ConfigError
 
@@ -26,12 +27,11 @@ PREFIX = "latchkey_agent"
 HOST = "127.0.0.1"
 
 
-@dataclass
-class Stats:
+class Stats(msgspec.Struct):
     """What the loop counts; wall-clock epoch seconds, as Prometheus expects."""
 
     renders: int = 0
-    failures: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = msgspec.field(default_factory=dict)
     last_success: float | None = None
     earliest_lease_expiry: float | None = None
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from sidecar.errors import WriteError
 from sidecar.logs import Log
@@ -43,8 +44,7 @@ def to_monotonic(wall: float) -> float:
     return time.monotonic() + (wall - time.time())
 
 
-@dataclass(frozen=True)
-class SavedToken:
+class SavedToken(msgspec.Struct, frozen=True):
     """A store token an earlier run of this agent logged in for."""
 
     token: str

@@ -14,7 +14,8 @@ lists these forms, before any request is made.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+import msgspec
 
 from sidecar.errors import ConfigError
 
@@ -32,8 +33,7 @@ _PARAMETER = re.compile(r"(/[A-Za-z0-9_.-]+)+|[A-Za-z0-9_.-]+")
 _PREFIX = re.compile(r"(/[A-Za-z0-9_.-]+)*/\*")
 
 
-@dataclass(frozen=True)
-class SecretRef:
+class SecretRef(msgspec.Struct, frozen=True):
     """One Secrets Manager secret, at most one of stage or version id set."""
 
     secret_id: str
@@ -41,15 +41,13 @@ class SecretRef:
     version_id: str | None = None
 
 
-@dataclass(frozen=True)
-class ParameterRef:
+class ParameterRef(msgspec.Struct, frozen=True):
     """One SSM parameter by its full name."""
 
     name: str
 
 
-@dataclass(frozen=True)
-class ParameterPrefix:
+class ParameterPrefix(msgspec.Struct, frozen=True):
     """Every SSM parameter directly under ``path`` (no trailing slash; ``/`` for the root)."""
 
     path: str

@@ -9,7 +9,8 @@ before any request is made.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+import msgspec
 
 from sidecar.errors import ConfigError
 
@@ -20,8 +21,7 @@ _NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
 _VERSION = re.compile(r"[0-9a-fA-F]{32}")
 
 
-@dataclass(frozen=True)
-class AzureRef:
+class AzureRef(msgspec.Struct, frozen=True):
     """One Key Vault secret; ``version`` None means its current version."""
 
     name: str

@@ -13,7 +13,8 @@ lists these forms, before any request is made.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+import msgspec
 
 from sidecar.errors import ConfigError
 
@@ -29,8 +30,7 @@ _VERSION = re.compile(r"latest|[1-9]\d{0,18}|[A-Za-z][A-Za-z0-9_-]{0,62}")
 _FULL = re.compile(r"projects/([^/]+)/secrets/([^/]+)/versions/([^/]+)")
 
 
-@dataclass(frozen=True)
-class GcpRef:
+class GcpRef(msgspec.Struct, frozen=True):
     """One secret version, by its project, secret id and version (or alias)."""
 
     project: str

@@ -21,10 +21,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import botocore.session
+import msgspec
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
@@ -47,8 +47,7 @@ SESSION_SECONDS = 3600  # what STS allows for every role (MaxSessionDuration >= 
 Answer = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(msgspec.Struct, frozen=True):
     """Role credentials from STS; held in memory only."""
 
     access_key_id: str

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+import msgspec
 
 # Paths read at once: the agent's reader threads, and so each store's connection pool.
 MAX_READERS = 8
 
 
-@dataclass(frozen=True)
-class Lease:
+class Lease(msgspec.Struct, frozen=True):
     """A store lease on a dynamic secret; renew before ``expires_at``.
 
     ``expires_at`` is on the agent's monotonic clock, computed at receipt from the
@@ -30,8 +30,7 @@ class Lease:
     expires_at: float
 
 
-@dataclass(frozen=True)
-class Secret:
+class Secret(msgspec.Struct, frozen=True):
     """One store path's fields; ``lease`` is None for static (KV) secrets.
 
     A value that is not a JSON object becomes ``{"value": it}`` with ``scalar`` set,

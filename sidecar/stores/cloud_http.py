@@ -14,8 +14,9 @@ from __future__ import annotations
 import email.utils
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from sidecar.errors import StoreUnavailable
 from sidecar.stores import https
@@ -26,8 +27,7 @@ Json = dict[str, Any]
 REASON_LIMIT = 300
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True):
     """An HTTP answer: its status, its JSON object (empty when the body is not one),
     what to call it in a message when it is not JSON (``text/html``, ``no body``), and
     its headers."""
@@ -35,7 +35,7 @@ class Answer:
     status: int
     body: Json
     kind: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
 
     @property
     def is_json(self) -> bool:

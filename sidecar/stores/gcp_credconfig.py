@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from sidecar.config import GCP_SERVICE_ACCOUNT_RE, GcpEndpoints, GcpStore
 from sidecar.errors import ConfigError
@@ -54,8 +55,7 @@ REFUSED_SOURCES = {
 }
 
 
-@dataclass(frozen=True)
-class CredentialConfig:
+class CredentialConfig(msgspec.Struct, frozen=True):
     """What a credential configuration file says: the store, the token file, and the
     service account to impersonate (the agent's ``role``; empty for none)."""
 

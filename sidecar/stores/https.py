@@ -21,8 +21,9 @@ import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 USER_AGENT = "latchkey-sidecar"
 # What a keep-alive connection the server closed while it sat idle raises before
@@ -53,8 +54,7 @@ class Headers(Mapping[str, str]):
         return len(self._items)
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(msgspec.Struct, frozen=True):
     """One request as it goes on the wire: ``target`` is the path and query."""
 
     method: str
@@ -67,8 +67,7 @@ class Request:
         return self.target.partition("?")[0]
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(msgspec.Struct, frozen=True):
     """A whole answer, its body read."""
 
     status: int

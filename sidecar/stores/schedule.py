@@ -15,8 +15,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+import msgspec
 
 from sidecar.auth import TokenFile
 from sidecar.errors import AgentError, ConfigError, LoginDenied, StoreError
@@ -32,8 +33,7 @@ class LoginRejected(LoginDenied):
     """The cloud no longer accepts the credentials (expired, revoked): log in again."""
 
 
-@dataclass(frozen=True)
-class Held(Generic[T]):
+class Held(msgspec.Struct, Generic[T], frozen=True):
     """Credentials bought by a login, held in memory only; times on the monotonic clock."""
 
     value: T

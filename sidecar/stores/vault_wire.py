@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from sidecar.errors import (
     ConfigError,
@@ -29,8 +30,7 @@ REASON_LIMIT = 300
 Json = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Where:
+class Where(msgspec.Struct, frozen=True):
     """Who asked what of which store: the names every message carries."""
 
     address: str
