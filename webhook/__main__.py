@@ -65,6 +65,10 @@ class ServeSettings:
     read_timeout: float = 10.0
 
 
+# json.dumps(entry, default=str) would build this encoder anew for every line.
+_encode = json.JSONEncoder(default=str).encode
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, so a traceback stays one log entry."""
 
@@ -78,7 +82,7 @@ class JsonFormatter(logging.Formatter):
         entry.update((k, v) for k, v in vars(record).items() if k not in RECORD_FIELDS)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _encode(entry)
 
 
 def _version() -> str:
