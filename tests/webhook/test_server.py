@@ -165,6 +165,28 @@ def test_the_api_server_gets_a_patch_over_verified_https(server: Server) -> None
     assert first.headers.get("server") is None
 
 
+def test_an_answer_comes_in_one_tls_record(server: Server) -> None:
+    """The head and the body of an answer are sent together (webhook.limits): a TLS read
+    returns one record at most, and the first one holds the whole answer."""
+    body = json.dumps(admission_review()).encode()
+    head = "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    request = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+        trusting(server.ca).wrap_socket(sock, server_hostname="localhost") as tls,
+    ):
+        for _ in range(2):  # and again on the kept-alive connection
+            tls.sendall(request)
+            record = tls.recv(1 << 20)
+            status, _, rest = record.partition(b"\r\n")
+            headers, _, answer = rest.partition(b"\r\n\r\n")
+            assert status == b"HTTP/1.1 200 OK"
+            length = re.search(rb"(?im)^content-length: (\d+)$", headers)
+            assert length is not None
+            assert len(answer) == int(length.group(1))
+            assert json.loads(answer)["response"]["allowed"] is True
+
+
 @pytest.mark.parametrize(
     ("host", "other_ca", "problem"),
     [
