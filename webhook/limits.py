@@ -87,6 +87,9 @@ class _CoalescingTransport:
         self._pending.clear()
         self._transport.abort()
 
+    def is_closing(self) -> bool:  # asked a few times per request: spare it __getattr__
+        return self._transport.is_closing()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
