@@ -13,7 +13,6 @@ import json
 from typing import Any, Literal
 
 import orjson
-import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from webhook.errors import BadRequest
@@ -85,33 +84,16 @@ def parse_review(body: bytes) -> AdmissionReview:
     """The envelope of ``body``; BadRequest with a one-line reason otherwise."""
     if not body.strip():
         raise BadRequest("empty body: expected an admission.k8s.io/v1 AdmissionReview")
-    review = _parse_fast(body)
-    if review is None:
-        try:
-            review = AdmissionReview.model_validate_json(body)
-        except ValidationError as exc:
-            raise BadRequest(_describe(exc)) from exc
+    try:
+        review = AdmissionReview.model_validate_json(body)
+    except ValidationError as exc:
+        raise BadRequest(_describe(exc)) from exc
     request = review.request
     if request.is_pod_create and request.object is None:
         raise BadRequest("request.object: a Pod CREATE must carry the pod")
     if request.is_pod_create and not request.namespace:
         raise BadRequest("request.namespace: a Pod CREATE must name its namespace")
     return review
-
-
-def _parse_fast(body: bytes) -> AdmissionReview | None:
-    """The envelope by the quicker road, or None for :func:`parse_review` to take the
-    strict one, which alone words the refusals.
-
-    The same JSON parser as ``model_validate_json`` (pydantic-core's, so the same limits
-    on depth and numbers), then the envelope validated from Python values, which
-    accepts exactly what validating the JSON does: about 4 µs less per review, as the
-    parser caches only the keys (the pod's values are mostly distinct strings).
-    """
-    try:
-        return AdmissionReview.model_validate(pydantic_core.from_json(body, cache_strings="keys"))
-    except ValueError:  # not JSON, or a ValidationError
-        return None
 
 
 def _describe(exc: ValidationError) -> str:
