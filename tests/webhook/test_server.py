@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import json
 import logging
 import os
@@ -24,13 +25,15 @@ import httpx
 import jsonpatch
 import pytest
 from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from hack.localstore import free_port
 from hack.procs import terminate
 from sidecar.config import AwsStore, VaultStore
 from tests.webhook.test_app import admission_review
-from webhook.__main__ import ENV, ServeSettings, main, serve_settings
+from webhook.__main__ import ENV, ServeSettings, main, serve_settings, utc_iso
 from webhook.certs import KeyPair, issue, make_ca, write_pair
 from webhook.settings import WebhookConfig
 from webhook.tls import ReloadingTLS
@@ -384,3 +387,15 @@ def test_the_docs_name_every_setting_flag_and_variable() -> None:
     assert {"caBundle", "tokenExpirationSeconds", "mountPath", "audience"} <= keys
     missing = (keys | set(ENV.values())) - code
     assert not missing, f"docs/webhook.md does not mention {sorted(missing)}"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.floats(min_value=0, max_value=2**33, allow_nan=False)
+    | st.integers(0, 2**33).map(float)
+    | st.builds(lambda s, k: s + k * 5e-7, st.integers(10**9, 2 * 10**9), st.integers(0, 2 * 10**6))
+)
+def test_log_timestamps_are_what_datetime_writes(timestamp: float) -> None:
+    expected = dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat()
+    assert utc_iso(timestamp) == expected
+    assert utc_iso(timestamp) == expected  # and again, from the second it kept
