@@ -207,6 +207,13 @@ def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # What JsonFormatter never writes need not be gathered for every record: the caller's
+    # frame, the thread and the process (the logging HOWTO's "Optimization" switches).
+    # ~3 µs of each review's log line.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def serve(settings: ServeSettings) -> None:
