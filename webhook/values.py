@@ -44,6 +44,7 @@ FILE_MODE_RE = re.compile(r"^0?[0-7]{3}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 # What str.isspace() calls white space, found in one C scan instead of a call per character.
 SPACE_RE = re.compile(r"\s")
+BAD_SEGMENTS = frozenset({"", ".", ".."})  # of a store path
 # Our own directories; a mount-path there would shadow the agent's.
 RESERVED_DIRS = (TOKEN_DIR.parent, STATE_DIR.parent, BIN_DIR.parent)
 
@@ -176,7 +177,7 @@ def _vault_path(path: str) -> bool:
         bool(path)
         and path.isprintable()
         and SPACE_RE.search(path) is None
-        and all(segment not in ("", ".", "..") for segment in segments)
+        and BAD_SEGMENTS.isdisjoint(segments)
     )
 
 
