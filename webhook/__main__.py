@@ -64,12 +64,34 @@ class ServeSettings:
     read_timeout: float = 10.0
 
 
+# json.dumps(entry, default=str) would build this encoder anew for every line.
+_encode = json.JSONEncoder(default=str).encode
+_second: tuple[int, str] = (-1, "")  # the last whole second logged, as ISO date and time
+
+
+def utc_iso(timestamp: float) -> str:
+    """``datetime.fromtimestamp(timestamp, UTC).isoformat()`` for a time after 1970, the
+    date and time written once per second: a review's log line spent more on building a
+    datetime than on the rest of its formatting. Microseconds are rounded as datetime
+    rounds them (half to even), and left out when zero, as isoformat leaves them."""
+    global _second
+    whole = int(timestamp)
+    micros = round((timestamp - whole) * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    second, text = _second
+    if second != whole:
+        text = dt.datetime.fromtimestamp(whole, dt.UTC).isoformat().removesuffix("+00:00")
+        _second = (whole, text)
+    return f"{text}.{micros:06d}+00:00" if micros else f"{text}+00:00"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, so a traceback stays one log entry."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "ts": utc_iso(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -77,7 +99,7 @@ class JsonFormatter(logging.Formatter):
         entry.update((k, v) for k, v in vars(record).items() if k not in RECORD_FIELDS)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _encode(entry)
 
 
 def _version() -> str:
@@ -184,6 +206,13 @@ def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # What JsonFormatter never writes need not be gathered for every record: the caller's
+    # frame, the thread and the process (the logging HOWTO's "Optimization" switches).
+    # ~3 µs of each review's log line.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def serve(settings: ServeSettings) -> None:

@@ -9,6 +9,7 @@ is denied once with every one of them.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -186,7 +187,7 @@ def parse(
         mount_path=get("mount-path", values.mount_path, default=config.defaults.mount_path),
         init_only=get("init-only", values.boolean, default=False),
         refresh_seconds=get(
-            "refresh", values.refresh, default=values.refresh(config.defaults.refresh)
+            "refresh", values.refresh, default=_default_refresh(config.defaults.refresh)
         ),
         on_change=get("on-change", values.on_change, default=()),
         agent_cpu=get("agent-cpu", values.quantity, default=None),
@@ -199,6 +200,12 @@ def parse(
         given={k.removeprefix(PREFIX) for k in annotations if str(k).startswith(PREFIX)},
     )
     return request
+
+
+@functools.lru_cache(maxsize=16)
+def _default_refresh(text: str) -> int:
+    """The admin config's ``defaults.refresh`` in seconds, parsed once, not per pod."""
+    return values.refresh(text)
 
 
 def _ours(annotations: Mapping[str, object], problems: Problems) -> dict[str, str]:

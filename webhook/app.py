@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Response
+from fastapi.responses import PlainTextResponse
 from starlette.routing import Route
 
 from webhook.errors import BadRequest, Denied
@@ -97,7 +98,8 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 class ReviewRoute:
     """The raw ASGI endpoint of one AdmissionReview route (``/mutate``, ``/validate``).
 
-    These routes are the webhook's hot path. FastAPI still routes to them (and
+    These routes are the webhook's hot path. They stay in FastAPI's router (so a
+    request :class:`WebhookApp` does not take them for still reaches them, and
     :mod:`webhook.openapi` documents them), but they read the body and write the
     answer themselves: FastAPI's Request and Response objects and its dependency
     solving cost more CPU than the review they would wrap.
@@ -125,6 +127,42 @@ class ReviewRoute:
         headers = [(b"content-type", JSON.encode()), (b"content-length", b"%d" % len(payload))]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+class WebhookApp(FastAPI):
+    """FastAPI, with the review routes served ahead of its middleware stack.
+
+    Starlette's and FastAPI's layers (error, exception, body-limit, telemetry and
+    exit-stack middleware, then the router) each wrap every call and every ``send``:
+    on ``/mutate`` they cost about as much CPU as parsing the review. A ``POST`` to a
+    review route goes straight to its :class:`ReviewRoute`; everything else (another
+    method on those paths included, which gets FastAPI's 405) takes the full stack.
+    An error escaping the route still gets the 500 Starlette would send, and is
+    raised on to the server, which logs it.
+    """
+
+    review_routes: dict[str, ReviewRoute]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = None
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            route = self.review_routes.get(scope["path"])
+        if route is None:
+            await super().__call__(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: MutableMapping[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await route(scope, receive, sending)
+        except Exception:
+            if not started:
+                await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
+            raise
 
 
 class Reviewer:
@@ -209,12 +247,14 @@ def create_app(
     max_body: int = MAX_BODY,
 ) -> FastAPI:
     """The ASGI app; ``tls`` reports on the serving certificate for ``/readyz``."""
-    app = FastAPI(title="latchkey-webhook", docs_url=None, redoc_url=None, openapi_url=None)
+    app = WebhookApp(title="latchkey-webhook", docs_url=None, redoc_url=None, openapi_url=None)
     reviewer = Reviewer(config, metrics or Metrics())
     app.state.metrics = reviewer.metrics
 
+    app.review_routes = {}
     for path, answer in (("/mutate", reviewer.answer), ("/validate", reviewer.guard)):
         endpoint = ReviewRoute(answer, reviewer.metrics, max_body)
+        app.review_routes[path] = endpoint
         app.router.routes.append(Route(path, endpoint, methods=["POST"]))
     app.openapi = functools.partial(document, app)  # type: ignore[method-assign]
 

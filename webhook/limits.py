@@ -18,19 +18,80 @@ protocol adds:
 
 The body limit itself is the review route's (checked against Content-Length before
 the body is read, and while it streams in).
+
+It also holds a connection's writes to the end of the event-loop step that made them
+(:class:`_CoalescingTransport`), then sends them as one: uvicorn writes an answer's
+status line and headers, then its body, each through TLS and a ``send`` call of its
+own. Sent at the end of the step, an answer is one TLS record, and the kernel's work
+for the step's answers comes after all of the step's Python work instead of between
+its reviews: at 16 concurrent clients, about 10% less CPU per review (430 -> 390 µs
+in ``hack/bench/webhook.py``, ten interleaved runs) and a lower p50 and p99. Flushing
+each answer as soon as it was complete saved nothing measurable. The bytes on the
+wire are the same; an answer waits at most for the rest of its step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 READ_TIMEOUT = 10.0
 MAX_CONNECTIONS = 256
+
+
+class _CoalescingTransport:
+    """A connection's transport that holds its writes to the end of the event-loop step
+    that made them, then sends them as one.
+
+    Anything but writing, closing and aborting is the transport's own. Closing sends
+    what is pending first; aborting drops it, as aborting drops the transport's buffer.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(bytes(data))
+
+    def writelines(self, lines: list[bytes]) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        """Send what is pending, if the transport still takes it."""
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def is_closing(self) -> bool:  # asked a few times per request: spare it __getattr__
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class BoundedH11Protocol(H11Protocol):
@@ -56,7 +117,7 @@ class BoundedH11Protocol(H11Protocol):
             self.transport = transport
             transport.abort()  # every slot holds a real request: refuse at once
             return
-        super().connection_made(transport)
+        super().connection_made(cast(asyncio.Transport, _CoalescingTransport(transport, self.loop)))
         self._arm()
 
     def _evict_one(self) -> bool:

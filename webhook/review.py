@@ -13,6 +13,7 @@ import json
 from typing import Any, Literal
 
 import orjson
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from webhook.errors import BadRequest
@@ -84,16 +85,36 @@ def parse_review(body: bytes) -> AdmissionReview:
     """The envelope of ``body``; BadRequest with a one-line reason otherwise."""
     if not body.strip():
         raise BadRequest("empty body: expected an admission.k8s.io/v1 AdmissionReview")
-    try:
-        review = AdmissionReview.model_validate_json(body)
-    except ValidationError as exc:
-        raise BadRequest(_describe(exc)) from exc
+    review = _parse_fast(body)
+    if review is None:
+        try:
+            review = AdmissionReview.model_validate_json(body)
+        except ValidationError as exc:
+            raise BadRequest(_describe(exc)) from exc
     request = review.request
     if request.is_pod_create and request.object is None:
         raise BadRequest("request.object: a Pod CREATE must carry the pod")
     if request.is_pod_create and not request.namespace:
         raise BadRequest("request.namespace: a Pod CREATE must name its namespace")
     return review
+
+
+def _parse_fast(body: bytes) -> AdmissionReview | None:
+    """The envelope by the quicker road, or None for :func:`parse_review` to take the
+    strict one, which alone words the refusals.
+
+    The same JSON parser as ``model_validate_json`` (pydantic-core's, so the same limits
+    on depth and numbers), then the envelope validated from Python values, which
+    accepts exactly what validating the JSON does. ``model_validate_json`` builds the
+    whole pod as a JSON tree of its own before turning it into Python objects;
+    ``from_json`` builds them in one pass, caching only the keys (the pod's values are
+    mostly distinct strings). Alone that is 1-2 µs; within a whole review, where the
+    tree's allocations and the string cache fall out of the CPU caches, about 10 µs.
+    """
+    try:
+        return AdmissionReview.model_validate(pydantic_core.from_json(body, cache_strings="keys"))
+    except ValueError:  # not JSON, or a ValidationError
+        return None
 
 
 def _describe(exc: ValidationError) -> str:

@@ -261,19 +261,30 @@ def private_mounts(
                     )
 
 
+def posix(path: str) -> str:
+    """``str(PurePosixPath(path))``: slashes collapsed, ``.`` parts and a trailing slash
+    dropped. Two paths name one directory when these are equal. A path that is already
+    so (nearly every one) is returned as it is, without building a PurePosixPath."""
+    if path and "//" not in path and "/." not in path and path[0] != "." and path[-1] != "/":
+        return path
+    return str(PurePosixPath(path))
+
+
 def _mount_clashes(request: InjectRequest, chosen: Sequence[Container], problems: Problems) -> None:
     """Two mounts at one path make the pod invalid; name the annotation that causes it."""
-    ours = {PurePosixPath(request.mount_path): "mount-path"}
+    ours = {posix(request.mount_path): "mount-path"}
     if request.env:
-        ours[BIN_DIR] = f"env-{request.env[0].name}"
+        ours[str(BIN_DIR)] = f"env-{request.env[0].name}"
     for container in chosen:
         mounts = [m for m in container.get("volumeMounts") or [] if isinstance(m, Mapping)]
-        for path in {PurePosixPath(str(m.get("mountPath", ""))) for m in mounts} & set(ours):
-            problems.add(
-                ours[path],
-                f"container {container.get('name')} already mounts a volume at {path}, "
-                "where latchkey needs its own",
-            )
+        taken = {posix(str(m.get("mountPath", ""))) for m in mounts}
+        for path, annotation in ours.items():
+            if path in taken:
+                problems.add(
+                    annotation,
+                    f"container {container.get('name')} already mounts a volume at {path}, "
+                    "where latchkey needs its own",
+                )
 
 
 def _signal_check(

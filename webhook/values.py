@@ -42,6 +42,9 @@ HTTP_ACTION_RE = re.compile(r"^http://(localhost|127\.0\.0\.1):(\d{1,5})(/\S*)?$
 CONTAINER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 FILE_MODE_RE = re.compile(r"^0?[0-7]{3}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+# What str.isspace() calls white space, found in one C scan instead of a call per character.
+SPACE_RE = re.compile(r"\s")
+BAD_SEGMENTS = frozenset({"", ".", ".."})  # of a store path
 # Our own directories; a mount-path there would shadow the agent's.
 RESERVED_DIRS = (TOKEN_DIR.parent, STATE_DIR.parent, BIN_DIR.parent)
 
@@ -173,8 +176,8 @@ def _vault_path(path: str) -> bool:
     return (
         bool(path)
         and path.isprintable()
-        and not any(c.isspace() for c in path)
-        and all(segment not in ("", ".", "..") for segment in segments)
+        and SPACE_RE.search(path) is None
+        and BAD_SEGMENTS.isdisjoint(segments)
     )
 
 

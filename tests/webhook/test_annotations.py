@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidecar.config import HttpAction, SignalAction
 from webhook import values
 from webhook.errors import AnnotationError, AnnotationErrors, Denied
 from webhook.mutate import mutate_pod
 from webhook.settings import WebhookConfig, load_config
+from webhook.targets import posix
 
 CONFIG = load_config(Path(__file__).parents[1] / "fixtures" / "config.yaml")
 K = "latchkey.dev/"
@@ -631,3 +634,17 @@ def test_a_left_out_container_of_unknown_uid_is_warned_about() -> None:
     other = {**BASE, **APP_ONLY, K + "on-change": "http://localhost:8080/reload"}
     assert not any("process namespace" in w for w in mutate_pod(
         pod(other), namespace="shop", config=CONFIG).warnings)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from("/.a-"), max_size=12) | st.sampled_from(["", "/", "//", "/./"]))
+def test_mount_paths_compare_as_pure_posix_paths_do(path: str) -> None:
+    assert posix(path) == str(PurePosixPath(path))
+
+
+@pytest.mark.parametrize("mounted", ["/data/", "/data/.", "/./data", "/data//", "///data"])
+def test_a_mount_at_the_same_directory_written_otherwise_clashes(mounted: str) -> None:
+    spelt = pod({K + "mount-path": "/data"})
+    spelt["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": mounted}]
+    with pytest.raises(AnnotationError, match="already mounts a volume at /data"):
+        mutate_pod(spelt, namespace="shop", config=CONFIG)

@@ -476,3 +476,35 @@ def test_each_app_has_its_own_metrics() -> None:
     assert metric(one, "latchkey_webhook_injections_total") == 1
     assert metric(two, "latchkey_webhook_injections_total") == 0
     assert two.get("/metrics").headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+@pytest.mark.parametrize("path", ["/mutate", "/validate"])
+def test_a_review_route_refuses_other_methods_as_fastapi_does(method: str, path: str) -> None:
+    response = Client(create_app(CONFIG)).request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json() == {"detail": "Method Not Allowed"}
+
+
+def test_an_error_escaping_a_review_route_is_a_500_and_reaches_the_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(body: bytes) -> Any:
+        raise RuntimeError("bug in the envelope")
+
+    monkeypatch.setattr(app_module, "parse_review", broken)
+
+    async def send(raise_app_exceptions: bool) -> httpx.Response:
+        transport = httpx.ASGITransport(
+            app=create_app(CONFIG), raise_app_exceptions=raise_app_exceptions
+        )
+        async with httpx.AsyncClient(transport=transport, base_url="http://webhook") as c:
+            body = json.dumps(admission_review())
+            return await c.post("/mutate", content=body, headers=JSON_HEADERS)
+
+    response = asyncio.run(send(raise_app_exceptions=False))
+    assert (response.status_code, response.text) == (500, "Internal Server Error")
+    assert "bug in the envelope" not in response.text
+    with pytest.raises(RuntimeError, match="bug in the envelope"):
+        asyncio.run(send(raise_app_exceptions=True))

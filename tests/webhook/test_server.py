@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import json
 import logging
 import os
@@ -25,13 +26,15 @@ import jsonpatch
 import msgspec
 import pytest
 from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from hack.localstore import free_port
 from hack.procs import terminate
 from sidecar.config import AwsStore, VaultStore
 from tests.webhook.test_app import admission_review
-from webhook.__main__ import ENV, ServeSettings, main, serve_settings
+from webhook.__main__ import ENV, ServeSettings, main, serve_settings, utc_iso
 from webhook.certs import KeyPair, issue, make_ca, write_pair
 from webhook.settings import WebhookConfig
 from webhook.tls import ReloadingTLS
@@ -164,6 +167,28 @@ def test_the_api_server_gets_a_patch_over_verified_https(server: Server) -> None
     assert patched["metadata"]["annotations"]["latchkey.dev/status"] == "injected"
     assert "latchkey_webhook_injections_total 2.0" in metrics
     assert first.headers.get("server") is None
+
+
+def test_an_answer_comes_in_one_tls_record(server: Server) -> None:
+    """The head and the body of an answer are sent together (webhook.limits): a TLS read
+    returns one record at most, and the first one holds the whole answer."""
+    body = json.dumps(admission_review()).encode()
+    head = "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    request = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+        trusting(server.ca).wrap_socket(sock, server_hostname="localhost") as tls,
+    ):
+        for _ in range(2):  # and again on the kept-alive connection
+            tls.sendall(request)
+            record = tls.recv(1 << 20)
+            status, _, rest = record.partition(b"\r\n")
+            headers, _, answer = rest.partition(b"\r\n\r\n")
+            assert status == b"HTTP/1.1 200 OK"
+            length = re.search(rb"(?im)^content-length: (\d+)$", headers)
+            assert length is not None
+            assert len(answer) == int(length.group(1))
+            assert json.loads(answer)["response"]["allowed"] is True
 
 
 @pytest.mark.parametrize(
@@ -368,3 +393,15 @@ def test_the_docs_name_every_setting_flag_and_variable() -> None:
     assert {"caBundle", "tokenExpirationSeconds", "mountPath", "audience"} <= keys
     missing = (keys | set(ENV.values())) - code
     assert not missing, f"docs/webhook.md does not mention {sorted(missing)}"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.floats(min_value=0, max_value=2**33, allow_nan=False)
+    | st.integers(0, 2**33).map(float)
+    | st.builds(lambda s, k: s + k * 5e-7, st.integers(10**9, 2 * 10**9), st.integers(0, 2 * 10**6))
+)
+def test_log_timestamps_are_what_datetime_writes(timestamp: float) -> None:
+    expected = dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat()
+    assert utc_iso(timestamp) == expected
+    assert utc_iso(timestamp) == expected  # and again, from the second it kept
