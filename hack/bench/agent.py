@@ -108,9 +108,10 @@ def measure(argv: list[str], *, env: dict[str, str], out: Path, expect: int) -> 
 
 
 def ours(
-    agent: Path, store: OpenBao, token: Path, out: Path, count: int
+    agent: Path, store: OpenBao, token: Path, out: Path, count: int, refresh: int | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    config = {
+    """``--once``, or with ``refresh`` the long-running agent reading every N seconds."""
+    config: dict[str, object] = {
         "store": {
             "kind": "vault",
             "address": store.address,
@@ -123,13 +124,21 @@ def ours(
         "stateDir": str(out.parent / "state"),
         "files": [{"name": f"s{i}", "path": f"secret/data/bench/s{i}"} for i in range(count)],
     }
+    if refresh is not None:
+        config["refreshSeconds"] = refresh
     env = {**os.environ, "LATCHKEY_CONFIG": json.dumps(config)}
-    return [str(agent), "--once"], env
+    return [str(agent)] if refresh is not None else [str(agent), "--once"], env
 
 
 def bao_agent(
-    store: OpenBao, token: Path, out: Path, count: int, workdir: Path
+    store: OpenBao,
+    token: Path,
+    out: Path,
+    count: int,
+    workdir: Path,
+    refresh: int | None = None,
 ) -> tuple[list[str], dict[str, str]]:
+    """Render once and exit, or with ``refresh`` keep rendering every N seconds."""
     templates = "".join(
         "template {\n"
         f'  contents = "{{{{ with secret \\"secret/data/bench/s{i}\\" }}}}'
@@ -138,15 +147,18 @@ def bao_agent(
         "  error_on_missing_key = true\n}\n"
         for i in range(count)
     )
+    mode = (
+        "exit_after_auth = true\ntemplate_config {\n  exit_on_retry_failure = true\n}\n"
+        if refresh is None
+        else f'template_config {{\n  static_secret_render_interval = "{refresh}s"\n}}\n'
+    )
     hcl = (
         f'vault {{\n  address = "{store.address}"\n  ca_cert = "{store.ca_file}"\n}}\n'
         'auto_auth {\n  method "jwt" {\n    mount_path = "auth/jwt"\n'
         f'    config = {{\n      path = "{token}"\n      role = "{ROLE}"\n'
-        "      remove_jwt_after_reading = false\n    }\n  }\n}\n"
-        "exit_after_auth = true\n"
-        "template_config {\n  exit_on_retry_failure = true\n}\n" + templates
+        "      remove_jwt_after_reading = false\n    }\n  }\n}\n" + mode + templates
     )
-    config = workdir / f"bao-agent-{count}.hcl"
+    config = workdir / f"bao-agent-{count}{'' if refresh is None else '-idle'}.hcl"
     config.write_text(hcl)
     return [bao_binary(), "agent", f"-config={config}"], dict(os.environ)
 

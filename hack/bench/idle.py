@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import statistics
 import subprocess
@@ -31,55 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hack.bench.agent import ACCOUNT, AUDIENCE, NAMESPACE, ROLE, install, seed
+from hack.bench.agent import ACCOUNT, AUDIENCE, NAMESPACE, bao_agent, install, ours, seed
 from hack.bench.common import cpu_seconds, rss_kib
-from hack.localstore import Issuer, OpenBao, bao_binary
+from hack.localstore import Issuer, OpenBao
 
 WARMUP_LIMIT = 60.0  # seconds for both agents to write every file
 SAMPLE_EVERY = 5.0
-
-
-def our_agent(
-    agent: Path, store: OpenBao, token: Path, out: Path, count: int, refresh: int
-) -> tuple[list[str], dict[str, str]]:
-    config = {
-        "store": {
-            "kind": "vault",
-            "address": store.address,
-            "caBundle": store.ca_file.read_text(),
-            "auth": {"method": "jwt", "audience": AUDIENCE},
-        },
-        "role": ROLE,
-        "tokenPath": str(token),
-        "secretsDir": str(out),
-        "stateDir": str(out.parent / "state"),
-        "refreshSeconds": refresh,
-        "files": [{"name": f"s{i}", "path": f"secret/data/bench/s{i}"} for i in range(count)],
-    }
-    return [str(agent)], {**os.environ, "LATCHKEY_CONFIG": json.dumps(config)}
-
-
-def bao_agent(
-    store: OpenBao, token: Path, out: Path, count: int, refresh: int, workdir: Path
-) -> tuple[list[str], dict[str, str]]:
-    templates = "".join(
-        "template {\n"
-        f'  contents = "{{{{ with secret \\"secret/data/bench/s{i}\\" }}}}'
-        '{{ .Data.data | toJSON }}{{ end }}"\n'
-        f'  destination = "{out}/s{i}"\n'
-        "}\n"
-        for i in range(count)
-    )
-    hcl = (
-        f'vault {{\n  address = "{store.address}"\n  ca_cert = "{store.ca_file}"\n}}\n'
-        'auto_auth {\n  method "jwt" {\n    mount_path = "auth/jwt"\n'
-        f'    config = {{\n      path = "{token}"\n      role = "{ROLE}"\n'
-        "      remove_jwt_after_reading = false\n    }\n  }\n}\n"
-        f'template_config {{\n  static_secret_render_interval = "{refresh}s"\n}}\n' + templates
-    )
-    config = workdir / "bao-agent-idle.hcl"
-    config.write_text(hcl)
-    return [bao_binary(), "agent", f"-config={config}"], dict(os.environ)
 
 
 def high_water_kib(pid: int) -> int:
@@ -127,8 +83,8 @@ def bench(minutes: float, count: int, refresh: int) -> list[dict[str, float | st
             )
             outs = {name: workdir / name / "out" for name in ("bao", "ours")}
             commands = {
-                "bao": bao_agent(store, token, outs["bao"], count, refresh, workdir),
-                "ours": our_agent(agent, store, token, outs["ours"], count, refresh),
+                "bao": bao_agent(store, token, outs["bao"], count, workdir, refresh),
+                "ours": ours(agent, store, token, outs["ours"], count, refresh),
             }
             for name, (argv, env) in commands.items():
                 outs[name].mkdir(parents=True)
