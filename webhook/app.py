@@ -29,6 +29,7 @@ from webhook.guard import check_update
 from webhook.metrics import CONTENT_TYPE, Metrics, denial_reasons, operation
 from webhook.mutate import mutate_pod
 from webhook.openapi import document
+from webhook.replicas import Outcome, Replicas
 from webhook.review import (
     AdmissionRequest,
     allowed,
@@ -171,6 +172,7 @@ class Reviewer:
     def __init__(self, config: WebhookConfig, metrics: Metrics) -> None:
         self.config = config
         self.metrics = metrics
+        self.replicas = Replicas(on_hit=metrics.replica_answers.inc)
 
     def answer(self, request: AdmissionRequest) -> dict[str, Any]:
         """The response for one request; a bug of ours refuses the pod, naming the uid."""
@@ -189,15 +191,17 @@ class Reviewer:
         pod = request.object
         assert pod is not None  # parse_review refuses a Pod CREATE without one
         try:
-            mutation = mutate_pod(pod, namespace=request.namespace, config=self.config)
+            known = self.replicas.answer(
+                pod, request.namespace, functools.partial(self._mutate, pod, request.namespace)
+            )
         except Denied as exc:
             reasons = denial_reasons(exc)
             for reason in reasons:
                 self.metrics.denials.labels(reason).inc()
             self._count(request, "denied", reason=",".join(reasons))
             return denied(request.uid, str(exc))
-        answer = allowed(request.uid, mutation.patch, mutation.warnings)
-        outcome: str = mutation.outcome
+        answer = allowed(request.uid, known.patch, known.warnings)
+        outcome: str = known.outcome
         if outcome == "already-injected":
             self.metrics.not_injected.labels("already-injected").inc()
         elif outcome == "injected" and request.dry_run:
@@ -207,6 +211,12 @@ class Reviewer:
             self.metrics.injections.inc()
         self._count(request, outcome)
         return answer
+
+    def _mutate(
+        self, pod: dict[str, Any], namespace: str
+    ) -> tuple[Outcome, list[dict[str, Any]], tuple[str, ...]]:
+        mutation = mutate_pod(pod, namespace=namespace, config=self.config)
+        return mutation.outcome, mutation.patch, mutation.warnings
 
     def guard(self, request: AdmissionRequest) -> dict[str, Any]:
         """The answer to an update of an injected pod (webhook.guard); a bug refuses it."""

@@ -80,6 +80,12 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.replica_answers = Counter(
+            "latchkey_webhook_replica_answers",
+            "Injections answered with the patch already worked out for an identical pod "
+            "(the replicas of one scale-up, rollout or Job).",
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "latchkey_webhook_review_duration_seconds",
             "Time to answer one admission review, body read included.",

@@ -155,15 +155,17 @@ def _review(response: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
 
 
-def allowed(
-    uid: str, patch: list[dict[str, Any]] | None = None, warnings: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """Admit, with the JSON patch when there is one."""
+def encode_patch(ops: list[dict[str, Any]]) -> str:
+    """A JSON patch as the review carries it: base64 of its JSON."""
+    return base64.b64encode(dumps(ops)).decode("ascii")
+
+
+def allowed(uid: str, patch: str | None = None, warnings: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Admit, with the JSON patch (from :func:`encode_patch`) when there is one."""
     response: dict[str, Any] = {"uid": uid, "allowed": True}
     if patch:
-        encoded = dumps(patch)
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(encoded).decode("ascii")
+        response["patch"] = patch
     if warnings:
         response["warnings"] = list(warnings)
     return _review(response)

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from webhook import app as app_module
 from webhook.app import create_app
 from webhook.metrics import Metrics
-from webhook.mutate import Mutation
+from webhook.mutate import Mutation, mutate_pod
 from webhook.settings import WebhookConfig
 
 CONFIG = WebhookConfig.model_validate(
@@ -443,6 +443,63 @@ def test_an_unexpected_error_denies_naming_the_uid(
     assert logged in caplog.text
     assert "secret/data/web/db" not in caplog.text
     assert metric(client, "latchkey_webhook_denials_total", reason="internal-error") == 1
+
+
+def test_replicas_of_one_pod_get_one_answer_each_under_their_own_uid(
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scale-up's pods are one question: worked out once, every review still answered,
+    counted and logged under its own uid."""
+    calls: list[str] = []
+
+    def counted(pod: dict[str, Any], **kwargs: Any) -> Mutation:
+        calls.append(kwargs["namespace"])
+        return mutate_pod(pod, **kwargs)
+
+    monkeypatch.setattr(app_module, "mutate_pod", counted)
+    uids = [f"b7a4c1de-0000-4000-8000-00000000000{n}" for n in range(3)]
+    with caplog.at_level(logging.INFO, logger="webhook.app"):
+        answers = [answer_of(post(client, admission_review(uid=uid))) for uid in uids]
+    assert calls == ["shop"]
+    assert [a["uid"] for a in answers] == uids
+    assert [{**a, "uid": ""} for a in answers] == [{**answers[0], "uid": ""}] * 3
+    assert [r.uid for r in caplog.records if r.msg == "review"] == uids  # type: ignore[attr-defined]
+    assert metric(client, "latchkey_webhook_replica_answers_total") == 2
+    assert metric(client, "latchkey_webhook_injections_total") == 3
+    assert metric(client, "latchkey_webhook_reviews_total", operation="CREATE", outcome="injected")
+
+
+@pytest.mark.parametrize(
+    ("other", "mount_path"),
+    [
+        pytest.param(admission_review(namespace="bank"), "/latchkey/secrets", id="namespace"),
+        pytest.param(
+            admission_review(pod({**OPTED_IN, "latchkey.dev/mount-path": "/etc/db"})),
+            "/etc/db",
+            id="annotation",
+        ),
+    ],
+)
+def test_a_pod_that_differs_is_worked_out_afresh(
+    client: Client, other: dict[str, Any], mount_path: str
+) -> None:
+    post(client, admission_review())
+    patched = jsonpatch.apply_patch(
+        other["request"]["object"], patch_of(answer_of(post(client, other)))
+    )
+    [web] = [c for c in patched["spec"]["containers"] if c["name"] == "web"]
+    assert mount_path in [m["mountPath"] for m in web["volumeMounts"]]
+    assert metric(client, "latchkey_webhook_replica_answers_total") == 0
+
+
+def test_a_denied_pod_asked_again_is_denied_again(client: Client) -> None:
+    review = admission_review(pod({**OPTED_IN, "latchkey.dev/refresh": "forever"}))
+    for _ in range(2):
+        answer = answer_of(post(client, review))
+        assert answer["allowed"] is False
+        assert "latchkey.dev/refresh" in answer["status"]["message"]
+    assert metric(client, "latchkey_webhook_denials_total", reason="latchkey.dev/refresh") == 2
+    assert metric(client, "latchkey_webhook_replica_answers_total") == 0
 
 
 def test_the_pod_sent_is_not_changed_by_the_review(client: Client) -> None:
