@@ -1,6 +1,11 @@
 """The benchmarks' load generator: a lean HTTP/1.1 keep-alive client, in its own process.
 
-    python hack/bench/loadgen.py URL BODY_FILE --ca CA_FILE --concurrency 16 --requests 3000
+    python hack/bench/loadgen.py URL BODY_FILE --ca CA_FILE --concurrency 16 --requests 3000 \
+        [--vary TEXT ...]
+
+Each ``--vary`` text is replaced, wherever the body holds it, by one of the same length
+that differs per request (its last five characters, in hex), as the review uid and
+the token volume's name differ from one pod to the next in a cluster.
 
 Standard library only (asyncio streams over TLS, no HTTP library): it must cost
 less CPU per request than the servers it measures, or it measures itself. Each of
@@ -26,12 +31,11 @@ from urllib.parse import urlsplit
 ALLOWED = re.compile(rb'"allowed":\s*true')
 
 
-def request_bytes(host: str, path: str, body: bytes) -> bytes:
-    head = (
+def request_head(host: str, path: str, length: int) -> bytes:
+    return (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
 
 
 async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -45,14 +49,35 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
+class Payloads:
+    """The request bytes, each with its own values for the ``--vary`` texts."""
+
+    def __init__(self, host: str, path: str, body: bytes, vary: list[str]) -> None:
+        self.head = request_head(host, path, len(body))
+        texts = [t.encode() for t in vary]
+        pattern = re.compile(b"|".join(re.escape(t) for t in texts)) if texts else None
+        self.parts = pattern.split(body) if pattern else [body]
+        self.found = pattern.findall(body) if pattern else []
+        self.sent = 0
+
+    def next(self) -> bytes:
+        self.sent += 1
+        tail = b"%05x" % (self.sent % 0x100000)
+        pieces = [self.head, self.parts[0]]
+        for text, part in zip(self.found, self.parts[1:], strict=True):
+            pieces += (text[:-5], tail, part)
+        return b"".join(pieces)
+
+
 async def connection(
-    url: str, context: ssl.SSLContext, payload: bytes, count: int, latencies: list[float]
+    url: str, context: ssl.SSLContext, payloads: Payloads, count: int, latencies: list[float]
 ) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "localhost", parts.port or 443
     reader, writer = await asyncio.open_connection(host, port, ssl=context)
     try:
         for _ in range(count):
+            payload = payloads.next()
             started = time.perf_counter()
             writer.write(payload)
             status, body = await read_answer(reader)
@@ -66,13 +91,14 @@ async def connection(
 async def run(args: argparse.Namespace) -> dict[str, object]:
     context = ssl.create_default_context(cafile=str(args.ca))
     parts = urlsplit(args.url)
-    payload = request_bytes(parts.netloc, parts.path or "/", Path(args.body).read_bytes())
+    body = Path(args.body).read_bytes()
+    payloads = Payloads(parts.netloc, parts.path or "/", body, args.vary)
     latencies: list[float] = []
     per = max(1, args.requests // args.concurrency)
     before = os.times()
     started = time.perf_counter()
     await asyncio.gather(
-        *(connection(args.url, context, payload, per, latencies) for _ in range(args.concurrency))
+        *(connection(args.url, context, payloads, per, latencies) for _ in range(args.concurrency))
     )
     seconds = time.perf_counter() - started
     after = os.times()
@@ -90,6 +116,7 @@ def main() -> None:
     parser.add_argument("--ca", type=Path, required=True)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--vary", action="append", default=[], metavar="TEXT")
     args = parser.parse_args()
     json.dump(asyncio.run(run(args)), sys.stdout)
 

@@ -5,12 +5,20 @@
 Starts ``latchkey-webhook serve`` and a bare ASGI app (no framework: it reads
 the body, parses the JSON and answers a fixed AdmissionReview) as separate
 processes, one uvicorn worker each, both over HTTPS on loopback with the same
-certificate. Keep-alive httpx clients send a typical annotated pod (a
-Deployment's, from ``tests/fixtures/reviews``) at each concurrency; the table
-shows p50/p99 latency, requests/s and each server's CPU time per request (from
-/proc: steady even when the machine is busy), then the ratios.
-The question it answers: what does the webhook's own work cost over the floor
-of uvicorn + TLS + JSON? Target: p99 within 1.5x of the bare app at 16.
+certificate. A lean keep-alive client in its own process (``loadgen.py``) sends a
+typical annotated pod (a Deployment's, from ``tests/fixtures/reviews``) at each
+concurrency, two ways:
+
+- ``replicas``: the pods of one scale-up, as the API server sends them: each review
+  with its own uid and its own service-account token volume name;
+- ``distinct``: every pod from another template as well (its pod-template-hash
+  differs), so no answer worked out for one pod serves another.
+
+The table shows p50/p99 latency, requests/s and each server's CPU time per request
+(from /proc: steady even when the machine is busy), the client's beside it, then
+the ratios to the bare app. The question it answers: what does the webhook's own
+work cost over the floor of uvicorn + TLS + JSON? The targets (issue 13) are for
+``replicas``; ``distinct`` is the cost of a pod never seen before.
 
 With ``--bare`` this file is the bare server itself.
 """
@@ -118,10 +126,23 @@ class Result:
 LOADGEN = Path(__file__).with_name("loadgen.py")
 
 
-def load(url: str, ca_file: Path, *, concurrency: int, requests: int) -> dict[str, Any]:
+def varied(distinct: bool) -> list[str]:
+    """The review's texts that differ per request: uid and token volume, and for
+    ``distinct`` pods the pod-template-hash (in the labels, generateName and owner)."""
+    request = json.loads(REVIEW.read_text(encoding="utf-8"))["request"]
+    pod = request["object"]
+    [volume] = [v["name"] for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-")]
+    texts = [request["uid"], volume]
+    return [*texts, pod["metadata"]["labels"]["pod-template-hash"]] if distinct else texts
+
+
+def load(
+    url: str, ca_file: Path, *, concurrency: int, requests: int, vary: list[str]
+) -> dict[str, Any]:
     """Run the load generator in its own process; its latencies, wall time and CPU."""
     argv = [sys.executable, str(LOADGEN), f"{url}/mutate", str(REVIEW), "--ca", str(ca_file)]
     argv += ["--concurrency", str(concurrency), "--requests", str(requests)]
+    argv += [f"--vary={text}" for text in vary]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the load generator failed: {done.stderr[-2000:]}")
@@ -131,9 +152,11 @@ def load(url: str, ca_file: Path, *, concurrency: int, requests: int) -> dict[st
 
 def measure(name: str, server: Target, ca_file: Path, *, concurrency: int, requests: int) -> Result:
     url, pid = server
-    load(url, ca_file, concurrency=concurrency, requests=max(200, requests // 10))  # warm up
+    vary = varied(distinct=name == "distinct")
+    warm_up = max(200, requests // 10)
+    load(url, ca_file, concurrency=concurrency, requests=warm_up, vary=vary)
     cpu = cpu_seconds(pid)
-    run = load(url, ca_file, concurrency=concurrency, requests=requests)
+    run = load(url, ca_file, concurrency=concurrency, requests=requests, vary=vary)
     return Result(
         name, concurrency, run["latencies"], run["seconds"], cpu_seconds(pid) - cpu,
         run["client_cpu"],
@@ -148,27 +171,32 @@ def check_injects(url: str, ca: ssl.SSLContext) -> None:
         raise SystemExit(f"the webhook did not inject the typical pod: {response.text}")
 
 
+LABELS = {"replicas": "webhook replicas", "distinct": "webhook distinct", "bare": "bare replicas"}
+
+
 def report(results: list[Result]) -> None:
     columns = ("conc", "requests", "p50 ms", "p99 ms", "req/s", "server CPU us/req", "client")
-    print(f"{'server':<8}", *(f"{c:>{len(c)}}" for c in columns))
+    print(f"{'server, pods':<16}", *(f"{c:>{len(c)}}" for c in columns))
     for r in results:
         p50, p99 = r.quantile(0.5) * 1000, r.quantile(0.99) * 1000
         print(
-            f"{r.server:<8} {r.concurrency:>4} {len(r.latencies):>8} {p50:>6.2f} {p99:>6.2f}"
-            f" {r.rps:>5.0f} {r.cpu_us:>17.0f} {r.client_cpu_us:>6.0f}"
+            f"{LABELS[r.server]:<16} {r.concurrency:>4} {len(r.latencies):>8}"
+            f" {p50:>6.2f} {p99:>6.2f} {r.rps:>5.0f} {r.cpu_us:>17.0f} {r.client_cpu_us:>6.0f}"
         )
-    print("\nratios webhook/bare:")
+    print("\nratios to bare:")
     by = {(r.server, r.concurrency): r for r in results}
-    for c in sorted({r.concurrency for r in results}):
-        hook, bare = by["webhook", c], by["bare", c]
-        p50 = hook.quantile(0.5) / bare.quantile(0.5)
-        p99 = hook.quantile(0.99) / bare.quantile(0.99)
-        rps, cpu = hook.rps / bare.rps, hook.cpu_us / bare.cpu_us
-        print(
-            f"  concurrency {c:>2}: p50 {p50:.2f}x p99 {p99:.2f}x req/s {rps:.2f}x CPU {cpu:.2f}x"
-        )
+    for name in ("replicas", "distinct"):
+        for c in sorted({r.concurrency for r in results}):
+            hook, bare = by[name, c], by["bare", c]
+            p50 = hook.quantile(0.5) / bare.quantile(0.5)
+            p99 = hook.quantile(0.99) / bare.quantile(0.99)
+            rps, cpu = hook.rps / bare.rps, hook.cpu_us / bare.cpu_us
+            print(
+                f"  {name:<8} concurrency {c:>2}: p50 {p50:.2f}x p99 {p99:.2f}x"
+                f" req/s {rps:.2f}x CPU {cpu:.2f}x"
+            )
     top = max(r.concurrency for r in results)
-    hook, bare = by["webhook", top], by["bare", top]
+    hook, bare = by["replicas", top], by["bare", top]
     targets = [
         ("server CPU per review <= 1.5x", hook.cpu_us / bare.cpu_us <= 1.5),
         (f"p99 at concurrency {top} <= 1.5x", hook.quantile(0.99) / bare.quantile(0.99) <= 1.5),
@@ -177,7 +205,7 @@ def report(results: list[Result]) -> None:
     ]
     print()
     for what, met in targets:
-        print(f"target {what}: {'met' if met else 'MISSED'}")
+        print(f"target (replicas) {what}: {'met' if met else 'MISSED'}")
 
 
 def bench(args: argparse.Namespace) -> None:
@@ -196,7 +224,7 @@ def bench(args: argparse.Namespace) -> None:
     ):
         check_injects(webhook[0], trust)
         for concurrency in args.concurrency:
-            for name, server in (("webhook", webhook), ("bare", floor)):
+            for name, server in (("replicas", webhook), ("distinct", webhook), ("bare", floor)):
                 r = measure(
                     name, server, tls.ca_file, concurrency=concurrency, requests=args.requests
                 )

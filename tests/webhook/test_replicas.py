@@ -3,12 +3,19 @@ namespace, never for a denial, and within their byte budget, least recently used
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from webhook.errors import Denied
-from webhook.replicas import MAX_KEY, Outcome, Replicas
+from webhook.mutate import mutate_pod
+from webhook.replicas import MARK, MAX_KEY, TOKEN_VOLUME, Answer, Outcome, Replicas, _token_volume
+from webhook.settings import WebhookConfig, load_config
 
 Ops = list[dict[str, Any]]
 INJECTED: tuple[Outcome, Ops, tuple[str, ...]] = (
@@ -100,4 +107,76 @@ def test_a_pod_over_the_key_limit_is_answered_but_not_kept() -> None:
     first = ask(replicas, mutate, big)
     second = ask(replicas, mutate, big)
     assert second == first
+    assert (mutate.calls, replicas.held) == (2, 0)
+
+
+# --- the claims the key rests on, against the real core and every pod fixture ---------
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+REVIEWS = sorted((FIXTURES / "reviews").glob("*.json"))
+SUFFIX = st.text(alphabet="bcdfghjklmnpqrstvwxz2456789", min_size=5, max_size=5)
+SECOND = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1))
+
+
+@pytest.fixture(scope="module")
+def config() -> WebhookConfig:
+    return load_config(FIXTURES / "config.yaml")
+
+
+def replica(pod: dict[str, Any], suffix: str, created: datetime) -> dict[str, Any]:
+    """Another pod of the same template, as the API server sends it: its own token
+    volume and its own managedFields time."""
+    text = json.dumps(pod)
+    for name in {v["name"] for v in pod["spec"].get("volumes", [])}:
+        if TOKEN_VOLUME.fullmatch(name):
+            text = text.replace(name, f"kube-api-access-{suffix}")
+    other: dict[str, Any] = json.loads(text)
+    for entry in other["metadata"].get("managedFields", []):
+        entry["time"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return other
+
+
+def fresh(pod: dict[str, Any], namespace: str, config: WebhookConfig) -> Answer:
+    """What the webhook answers without anything kept."""
+    return Replicas(budget=0).answer(pod, namespace, core(pod, namespace, config))
+
+
+def core(pod: dict[str, Any], namespace: str, config: WebhookConfig) -> Any:
+    def mutate() -> tuple[Outcome, Ops, tuple[str, ...]]:
+        mutation = mutate_pod(pod, namespace=namespace, config=config)
+        return mutation.outcome, mutation.patch, mutation.warnings
+
+    return mutate
+
+
+@pytest.mark.parametrize("path", REVIEWS, ids=[p.stem for p in REVIEWS])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(suffix=SUFFIX, created=SECOND)
+def test_a_replica_gets_the_answer_worked_out_for_it(
+    path: Path, suffix: str, created: datetime, config: WebhookConfig
+) -> None:
+    request = json.loads(path.read_text())["request"]
+    pod, namespace = request["object"], request["namespace"]
+    other = replica(pod, suffix, created)
+    replicas, hits = Replicas(on_hit=lambda: hits.append(None)), []  # type: ignore[var-annotated]
+    replicas.answer(pod, namespace, core(pod, namespace, config))
+    reused = replicas.answer(other, namespace, core(other, namespace, config))
+    assert hits == [None], "a replica must be recognised"
+    assert reused == fresh(other, namespace, config)
+
+
+def test_each_fixture_has_one_token_volume_to_stand_in_for() -> None:
+    """So the property above renames something in most fixtures, as a cluster would."""
+    named = [
+        p.stem for p in REVIEWS if _token_volume(json.loads(p.read_text())["request"]["object"])
+    ]
+    assert len(named) >= len(REVIEWS) - 2, named
+
+
+def test_a_pod_that_holds_the_mark_itself_is_not_kept() -> None:
+    replicas, mutate = Replicas(), Mutate()
+    pod = {"name": "web", "note": MARK}
+    assert ask(replicas, mutate, pod) == ask(replicas, mutate, pod)
     assert (mutate.calls, replicas.held) == (2, 0)
