@@ -46,6 +46,7 @@ from hack.bench.common import (
     REVIEW,
     Target,
     cpu_seconds,
+    rss_kib,
     running,
     serving_tls,
     webhook_argv,
@@ -223,15 +224,18 @@ def bench(args: argparse.Namespace) -> None:
         running(bare, bare_port, tmp / "bare.log") as floor,
     ):
         check_injects(webhook[0], trust)
+        started_kib = rss_kib(webhook[1])
         for concurrency in args.concurrency:
             for name, server in (("replicas", webhook), ("distinct", webhook), ("bare", floor)):
                 r = measure(
                     name, server, tls.ca_file, concurrency=concurrency, requests=args.requests
                 )
                 results.append(r)
+        grown = (rss_kib(webhook[1]) - started_kib) / 1024
     print(f"{os.cpu_count()} cores, load average before {load}, Python {sys.version.split()[0]}")
     print(f"{args.requests} requests per setting\n")
     report(results)
+    print(f"\nwebhook RSS grew {grown:.1f} MiB over the run (kept answers included)")
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ namespace, never for a denial, and within their byte budget, least recently used
 from __future__ import annotations
 
 import json
+import tracemalloc
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,26 @@ def test_answers_stay_within_the_budget_least_recently_used_out() -> None:
     assert mutate.calls == calls
     ask(replicas, mutate, {"name": "p1"})
     assert mutate.calls == calls + 1
+
+
+def test_what_is_kept_costs_the_memory_it_counts(config: WebhookConfig) -> None:
+    """The budget is in bytes the process really holds (orjson's output carries a
+    buffer several times its length; kept as it is, 8 MiB counted would be ~20)."""
+    request = json.loads((FIXTURES / "reviews" / "deployment-native.json").read_text())["request"]
+    pods = [replica(request["object"], "bcdfg", datetime(2026, 1, 1)) for _ in range(200)]
+    for n, pod in enumerate(pods):
+        pod["metadata"]["labels"]["pod-template-hash"] = f"{n:010d}"  # 200 templates
+    replicas = Replicas()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for pod in pods:
+            replicas.answer(pod, "shop", core(pod, "shop", config))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert replicas.held > 200 * 2000
+    assert held < 1.3 * replicas.held, (held, replicas.held)
 
 
 def test_a_pod_over_the_key_limit_is_answered_but_not_kept() -> None:
