@@ -29,7 +29,7 @@ from webhook.guard import check_update
 from webhook.metrics import CONTENT_TYPE, Metrics, denial_reasons, operation
 from webhook.mutate import mutate_pod
 from webhook.openapi import document
-from webhook.replicas import Outcome, Replicas
+from webhook.replicas import Replicas
 from webhook.review import (
     AdmissionRequest,
     allowed,
@@ -191,9 +191,10 @@ class Reviewer:
         pod = request.object
         assert pod is not None  # parse_review refuses a Pod CREATE without one
         try:
-            known = self.replicas.answer(
-                pod, request.namespace, functools.partial(self._mutate, pod, request.namespace)
+            mutate = functools.partial(
+                mutate_pod, pod, namespace=request.namespace, config=self.config
             )
+            known = self.replicas.answer(pod, request.namespace, mutate)
         except Denied as exc:
             reasons = denial_reasons(exc)
             for reason in reasons:
@@ -211,12 +212,6 @@ class Reviewer:
             self.metrics.injections.inc()
         self._count(request, outcome)
         return answer
-
-    def _mutate(
-        self, pod: dict[str, Any], namespace: str
-    ) -> tuple[Outcome, list[dict[str, Any]], tuple[str, ...]]:
-        mutation = mutate_pod(pod, namespace=namespace, config=self.config)
-        return mutation.outcome, mutation.patch, mutation.warnings
 
     def guard(self, request: AdmissionRequest) -> dict[str, Any]:
         """The answer to an update of an injected pod (webhook.guard); a bug refuses it."""

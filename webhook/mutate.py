@@ -41,13 +41,14 @@ from webhook.shape import check_shape
 from webhook.targets import Targets, check, private_mounts
 
 Obj = dict[str, Any]
+Outcome = Literal["injected", "not-requested", "already-injected"]
 
 
 @dataclass(frozen=True)
 class Mutation:
     """What to answer for one pod: the outcome, the patch, and warnings for the user."""
 
-    outcome: Literal["injected", "not-requested", "already-injected"]
+    outcome: Outcome
     patch: list[dict[str, Any]]
     warnings: tuple[str, ...] = ()
     pod: dict[str, Any] | None = None

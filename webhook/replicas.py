@@ -29,10 +29,11 @@ import base64
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
+from webhook.mutate import Mutation, Outcome
 from webhook.review import dumps
 
 MAX_KEY = 256 * 1024  # a pod's JSON over this is answered afresh every time
@@ -42,9 +43,6 @@ TOKEN_VOLUME = re.compile(r"kube-api-access-[a-z0-9]{5}")
 # Stands for that name in keys and kept patches: as long, and no volume name (dots).
 MARK = "kube-api-access-....."
 _MARK = MARK.encode()
-
-Outcome = Literal["injected", "not-requested", "already-injected"]
-Mutate = Callable[[], tuple[Outcome, list[dict[str, Any]], tuple[str, ...]]]
 
 
 class Answer(msgspec.Struct, frozen=True):
@@ -73,7 +71,9 @@ class Replicas:
         self.on_hit = on_hit
         self._kept: OrderedDict[bytes, _Kept] = OrderedDict()
 
-    def answer(self, pod: Mapping[str, Any], namespace: str, mutate: Mutate) -> Answer:
+    def answer(
+        self, pod: Mapping[str, Any], namespace: str, mutate: Callable[[], Mutation]
+    ) -> Answer:
         """The answer for ``pod``: kept from a replica, or ``mutate()``'s, then kept.
 
         ``mutate`` raises for a pod that is denied; nothing is kept then.
@@ -84,11 +84,11 @@ class Replicas:
             self.on_hit()
             self._kept.move_to_end(key)  # type: ignore[arg-type]
             return _restored(kept, volume)
-        outcome, ops, warnings = mutate()
-        patch = dumps(ops) if ops else b""
+        mutation = mutate()
+        patch = dumps(mutation.patch) if mutation.patch else b""
         if key is not None:
-            self._keep(key, outcome, patch, warnings, volume)
-        return Answer(outcome, _encoded(patch) if patch else None, warnings)
+            self._keep(key, mutation.outcome, patch, mutation.warnings, volume)
+        return Answer(mutation.outcome, _encoded(patch) if patch else None, mutation.warnings)
 
     def _keep(
         self, key: bytes, outcome: Outcome, patch: bytes, warnings: tuple[str, ...], volume: str

@@ -3,8 +3,10 @@ namespace, never for a denial, and within their byte budget, least recently used
 
 from __future__ import annotations
 
+import functools
 import json
 import tracemalloc
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,16 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from webhook.errors import Denied
-from webhook.mutate import mutate_pod
-from webhook.replicas import MARK, MAX_KEY, TOKEN_VOLUME, Answer, Outcome, Replicas, _token_volume
+from webhook.mutate import Mutation, mutate_pod
+from webhook.replicas import MARK, MAX_KEY, TOKEN_VOLUME, Answer, Replicas, _token_volume
 from webhook.settings import WebhookConfig, load_config
 
-Ops = list[dict[str, Any]]
-INJECTED: tuple[Outcome, Ops, tuple[str, ...]] = (
-    "injected",
-    [{"op": "add", "path": "/metadata/annotations/latchkey.dev~1status", "value": "injected"}],
-    ("a warning",),
-)
+STATUS = {"op": "add", "path": "/metadata/annotations/latchkey.dev~1status", "value": "injected"}
 
 
 class Mutate:
@@ -32,12 +29,12 @@ class Mutate:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, pod: dict[str, Any]) -> tuple[Outcome, Ops, tuple[str, ...]]:
+    def __call__(self, pod: dict[str, Any]) -> Mutation:
         self.calls += 1
         if pod.get("deny"):
             raise Denied("latchkey.dev/refresh: not a duration")
-        outcome, ops, warnings = INJECTED
-        return outcome, [*ops, {"op": "add", "path": "/x", "value": pod["name"]}], warnings
+        ops = [STATUS, {"op": "add", "path": "/x", "value": pod["name"]}]
+        return Mutation("injected", ops, ("a warning",))
 
 
 def ask(replicas: Replicas, mutate: Mutate, pod: dict[str, Any], namespace: str = "shop") -> Any:
@@ -162,12 +159,8 @@ def fresh(pod: dict[str, Any], namespace: str, config: WebhookConfig) -> Answer:
     return Replicas(budget=0).answer(pod, namespace, core(pod, namespace, config))
 
 
-def core(pod: dict[str, Any], namespace: str, config: WebhookConfig) -> Any:
-    def mutate() -> tuple[Outcome, Ops, tuple[str, ...]]:
-        mutation = mutate_pod(pod, namespace=namespace, config=config)
-        return mutation.outcome, mutation.patch, mutation.warnings
-
-    return mutate
+def core(pod: dict[str, Any], namespace: str, config: WebhookConfig) -> Callable[[], Mutation]:
+    return functools.partial(mutate_pod, pod, namespace=namespace, config=config)
 
 
 @pytest.mark.parametrize("path", REVIEWS, ids=[p.stem for p in REVIEWS])
