@@ -13,8 +13,9 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Literal, TypeVar, cast, get_args
+
+import msgspec
 
 from sidecar.config import (
     ENV_NAME_RE,
@@ -48,8 +49,7 @@ FORMATS: tuple[str, ...] = get_args(Format)
 Optin = Literal["not-requested", "opted-out", "stray", "already-injected", "requested"]
 
 
-@dataclass(frozen=True)
-class FileRequest:
+class FileRequest(msgspec.Struct, frozen=True):
     """One ``secret-<name>`` with its ``format-``/``template-``/``file-mode-`` companions."""
 
     name: str
@@ -60,8 +60,7 @@ class FileRequest:
     mode: int | None = None
 
 
-@dataclass(frozen=True)
-class SourceRequest:
+class SourceRequest(msgspec.Struct, frozen=True):
     """One ``source-<name>``: a secret for ``jinja-`` templates only, no file."""
 
     name: str
@@ -69,8 +68,7 @@ class SourceRequest:
     key: str | None
 
 
-@dataclass(frozen=True)
-class RenderRequest:
+class RenderRequest(msgspec.Struct, frozen=True):
     """One ``jinja-<name>``: a file rendered from the secrets its template names."""
 
     name: str
@@ -79,8 +77,7 @@ class RenderRequest:
     mode: int | None = None
 
 
-@dataclass(frozen=True)
-class CertRequest:
+class CertRequest(msgspec.Struct, frozen=True):
     """One ``cert-<name>``: a certificate issued by a store write, with its parameters."""
 
     name: str
@@ -89,8 +86,7 @@ class CertRequest:
     mode: int | None = None
 
 
-@dataclass(frozen=True)
-class EnvRequest:
+class EnvRequest(msgspec.Struct, frozen=True):
     """One ``env-<VAR>``: a single field set as an environment variable of the app."""
 
     name: str
@@ -98,8 +94,7 @@ class EnvRequest:
     key: str
 
 
-@dataclass(frozen=True)
-class InjectRequest:
+class InjectRequest(msgspec.Struct, frozen=True):
     """What an opted-in pod asked for, every value already checked on its own."""
 
     store: str

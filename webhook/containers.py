@@ -7,8 +7,9 @@ Deciding *what* to add (which containers, which uid) is not done here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from sidecar.config import BIN_DIR, CONFIG_ENV, SIGNAL_MARK_DIR, STATE_DIR, TOKEN_DIR
 from webhook.ownership import Ownership
@@ -89,8 +90,7 @@ def resources(agent: AgentSettings, *, cpu: str | None, memory: str | None) -> O
     return {kind: values for kind, values in result.items() if values}
 
 
-@dataclass(frozen=True)
-class AgentSpec:
+class AgentSpec(msgspec.Struct, frozen=True):
     """What every injected container shares."""
 
     image: str

@@ -9,8 +9,9 @@ Works on a bare pod template (no name, no namespace) as well as on a Pod.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
+
+import msgspec
 
 from sidecar.config import (
     BIN_DIR,
@@ -43,8 +44,7 @@ from webhook.targets import Targets, check, private_mounts
 Obj = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Mutation:
+class Mutation(msgspec.Struct, frozen=True):
     """What to answer for one pod: the outcome, the patch, and warnings for the user."""
 
     outcome: Literal["injected", "not-requested", "already-injected"]

@@ -9,8 +9,9 @@ a volume only the selected containers mount, and the user is told how to do bett
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 OWNER_ONLY, GROUP_READ, WORLD_READ = 0o400, 0o440, 0o444
 WORLD_READABLE_WARNING = (
@@ -20,8 +21,7 @@ WORLD_READABLE_WARNING = (
 )
 
 
-@dataclass(frozen=True)
-class Ownership:
+class Ownership(msgspec.Struct, frozen=True):
     """The agent's uid/gid, the files' default mode, and whether the agent is the app's uid."""
 
     uid: int

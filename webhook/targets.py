@@ -8,9 +8,10 @@ env var, or run as a uid the agent can signal. Problems are recorded, not raised
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
+
+import msgspec
 
 from sidecar.config import BIN_DIR, SIGNAL_MARK_DIR, SignalAction
 from webhook.annotations import InjectRequest
@@ -38,8 +39,7 @@ CLASSIC_PROXY_WARNING = (
 Container = Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Targets:
+class Targets(msgspec.Struct, frozen=True):
     """Where the injection lands: selected containers by kind, our init slot, ownership."""
 
     containers: tuple[str, ...]
