@@ -20,6 +20,8 @@ SECRETS, TOKEN, STATE, BIN = "latchkey-secrets", "latchkey-token", "latchkey-sta
 MARK = "latchkey-signal-mark"
 VOLUMES = (SECRETS, TOKEN, STATE, BIN, MARK)
 COMMAND = "latchkey-sidecar"
+# Our directories as mount paths, made once rather than for every pod.
+TOKEN_MOUNT, STATE_MOUNT, BIN_MOUNT = str(TOKEN_DIR), str(STATE_DIR), str(BIN_DIR)
 STATE_SIZE, BIN_SIZE, MARK_SIZE = "1Mi", "8Mi", "4Ki"
 
 Obj = dict[str, Any]
@@ -56,14 +58,15 @@ def mark_volume() -> Obj:
 
 def mark_mount(container: str) -> Obj:
     """Where a signal target mounts the mark: the agent finds its processes by it."""
-    return {"name": MARK, "mountPath": str(SIGNAL_MARK_DIR / container), "readOnly": True}
+    path = f"{SIGNAL_MARK_DIR}/{container}"  # a container name is one path segment
+    return {"name": MARK, "mountPath": path, "readOnly": True}
 
 
 def app_mounts(mount_path: str, *, with_bin: bool) -> list[Obj]:
     """Read-only mounts for a selected app container; never the token."""
     mounts = [{"name": SECRETS, "mountPath": mount_path, "readOnly": True}]
     if with_bin:
-        mounts.append({"name": BIN, "mountPath": str(BIN_DIR), "readOnly": True})
+        mounts.append({"name": BIN, "mountPath": BIN_MOUNT, "readOnly": True})
     return mounts
 
 
@@ -71,11 +74,11 @@ def agent_mounts(mount_path: str, *, with_bin: bool) -> list[Obj]:
     """The agent writes secrets, state and the wrapper; it only reads its token."""
     mounts: list[Obj] = [
         {"name": SECRETS, "mountPath": mount_path},
-        {"name": TOKEN, "mountPath": str(TOKEN_DIR), "readOnly": True},
-        {"name": STATE, "mountPath": str(STATE_DIR)},
+        {"name": TOKEN, "mountPath": TOKEN_MOUNT, "readOnly": True},
+        {"name": STATE, "mountPath": STATE_MOUNT},
     ]
     if with_bin:
-        mounts.append({"name": BIN, "mountPath": str(BIN_DIR)})
+        mounts.append({"name": BIN, "mountPath": BIN_MOUNT})
     return mounts
 
 

@@ -42,6 +42,8 @@ from webhook.shape import check_shape
 from webhook.targets import Targets, check, private_mounts
 
 Obj = dict[str, Any]
+# The env wrapper and the file it reads, as the app's command names them.
+WRAPPER, ENV_FILE = str(BIN_DIR / WRAPPER_NAME), str(BIN_DIR / ENV_FILE_NAME)
 
 
 class Mutation(msgspec.Struct, frozen=True):
@@ -139,7 +141,7 @@ def agent_config(request: InjectRequest, targets: Targets, *, config: WebhookCon
         renders=renders,
         certificates=certificates,
         env=env,
-        env_file=str(BIN_DIR / ENV_FILE_NAME) if env else None,
+        env_file=ENV_FILE if env else None,
         wrapper_dir=str(BIN_DIR) if env else None,
         refresh_seconds=request.refresh_seconds,
         on_change=request.on_change,
@@ -170,8 +172,7 @@ def _give_secrets(container: Obj, request: InjectRequest) -> None:
     mounts = build.app_mounts(request.mount_path, with_bin=bool(request.env))
     container["volumeMounts"] = [*(container.get("volumeMounts") or []), *mounts]
     if request.env:
-        wrapper = [str(BIN_DIR / WRAPPER_NAME), str(BIN_DIR / ENV_FILE_NAME), "--"]
-        container["command"] = [*wrapper, *container["command"]]
+        container["command"] = [WRAPPER, ENV_FILE, "--", *container["command"]]
 
 
 def _mark_signal_targets(spec: Obj, request: InjectRequest) -> None:
