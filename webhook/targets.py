@@ -68,8 +68,8 @@ def check(
     """The targets of ``request`` in a pod with ``spec``; every problem found is recorded."""
     if namespace in SYSTEM_NAMESPACES:
         problems.add("inject", f"pods in the system namespace {namespace} are never injected")
-    _our_names_free(spec, problems)
     apps, inits = containers_of(spec, "containers"), containers_of(spec, "initContainers")
+    _our_names_free(spec, [*apps, *inits], problems)
     insert_at = max(
         (i + 1 for i, c in enumerate(inits) if c.get("name") in MESH_CONTAINERS), default=0
     )
@@ -163,9 +163,10 @@ def _mesh_warnings(apps: Sequence[Container], inits: Sequence[Container]) -> tup
     return tuple(CLASSIC_PROXY_WARNING.format(proxy=p) for p in late) if redirects else ()
 
 
-def _our_names_free(spec: Mapping[str, Any], problems: Problems) -> None:
-    fields = ("containers", "initContainers")
-    taken = {str(c.get("name")) for f in fields for c in containers_of(spec, f)}
+def _our_names_free(
+    spec: Mapping[str, Any], containers: Sequence[Container], problems: Problems
+) -> None:
+    taken = {str(c.get("name")) for c in containers}
     for name in sorted(taken & {INIT, AGENT}):
         problems.add("inject", f"the pod already has a container named {name}; rename it")
     volumes = spec.get("volumes")
