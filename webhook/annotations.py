@@ -124,10 +124,10 @@ def opt_in(annotations: Mapping[str, object]) -> Optin:
     request (parsed, so "True" is refused); no ``inject`` beside other keys of ours
     is ``stray`` (denied); ``inject: "false"`` is an explicit opt-out.
     """
-    ours = [k for k in annotations if isinstance(k, str) and k.startswith(PREFIX)]
     if STATUS_KEY in annotations:
         return "already-injected"
     if INJECT_KEY not in annotations:
+        ours = any(isinstance(k, str) and k.startswith(PREFIX) for k in annotations)
         return "stray" if ours else "not-requested"
     if annotations[INJECT_KEY] == "false":
         return "opted-out"
