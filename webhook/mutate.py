@@ -38,7 +38,7 @@ from webhook.annotations import (
 from webhook.diff import diff, writable_copy
 from webhook.problems import PREFIX, Problems
 from webhook.settings import WebhookConfig
-from webhook.shape import check_shape
+from webhook.shape import OBJECT, check_shape
 from webhook.targets import Targets, check, private_mounts
 
 Obj = dict[str, Any]
@@ -97,7 +97,7 @@ def mutate_pod(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig)
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, OBJECT) else {}
 
 
 def agent_config(request: InjectRequest, targets: Targets, *, config: WebhookConfig) -> AgentConfig:

@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 
+from webhook.shape import OBJECT
+
 OWNER_ONLY, GROUP_READ, WORLD_READ = 0o400, 0o440, 0o444
 WORLD_READABLE_WARNING = (
     "latchkey: secret files are readable by every uid in the selected containers (mode 0444) "
@@ -34,7 +36,7 @@ class Ownership(msgspec.Struct, frozen=True):
 def security_context(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """A container's or pod spec's ``securityContext``; empty when absent or odd."""
     context = obj.get("securityContext")
-    return context if isinstance(context, Mapping) else {}
+    return context if isinstance(context, OBJECT) else {}
 
 
 def _known(value: object) -> int | None:

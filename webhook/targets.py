@@ -19,6 +19,7 @@ from webhook.containers import AGENT, BIN, INIT, MARK, SECRETS, STATE, TOKEN, VO
 from webhook.ownership import Ownership, decide, effective_uid, security_context
 from webhook.problems import PREFIX, Problems, echo
 from webhook.settings import WebhookConfig
+from webhook.shape import OBJECT
 
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public"})
 # Volumes no container but ours may mount; the secrets volume is checked apart.
@@ -54,7 +55,7 @@ class Targets(msgspec.Struct, frozen=True):
 def containers_of(spec: Mapping[str, Any], field: str) -> list[Container]:
     """The pod's ``containers`` or ``initContainers``, tolerating absent or odd fields."""
     items = spec.get(field)
-    return [c for c in items if isinstance(c, Mapping)] if isinstance(items, list) else []
+    return [c for c in items if isinstance(c, OBJECT)] if isinstance(items, list) else []
 
 
 def check(
@@ -170,7 +171,7 @@ def _our_names_free(
     for name in sorted(taken & {INIT, AGENT}):
         problems.add("inject", f"the pod already has a container named {name}; rename it")
     volumes = spec.get("volumes")
-    used = {str(v.get("name")) for v in volumes or [] if isinstance(v, Mapping)}
+    used = {str(v.get("name")) for v in volumes or [] if isinstance(v, OBJECT)}
     for name in sorted(used & set(VOLUMES)):
         problems.add("inject", f"the pod already has a volume named {name}; rename it")
 
@@ -209,7 +210,7 @@ def _env_checks(request: InjectRequest, chosen: Sequence[Container], problems: P
             problems.add(
                 first, f"the original command is unknown: set `command` on container {name}"
             )
-        defined = {e.get("name") for e in container.get("env") or [] if isinstance(e, Mapping)}
+        defined = {e.get("name") for e in container.get("env") or [] if isinstance(e, OBJECT)}
         for env in request.env:
             if env.name in defined:
                 problems.add(
@@ -283,7 +284,7 @@ def _mount_clashes(request: InjectRequest, chosen: Sequence[Container], problems
     if request.env:
         ours[str(BIN_DIR)] = f"env-{request.env[0].name}"
     for container in chosen:
-        mounts = [m for m in container.get("volumeMounts") or [] if isinstance(m, Mapping)]
+        mounts = [m for m in container.get("volumeMounts") or [] if isinstance(m, OBJECT)]
         taken = {posix(str(m.get("mountPath", ""))) for m in mounts}
         for path, annotation in ours.items():
             if path in taken:
@@ -310,7 +311,7 @@ def _signal_check(
         )
         return
     _signal_uid_check(action, target, spec=spec, ownership=ownership, problems=problems)
-    mounts = [m for m in target.get("volumeMounts") or [] if isinstance(m, Mapping)]
+    mounts = [m for m in target.get("volumeMounts") or [] if isinstance(m, OBJECT)]
     mark = str(SIGNAL_MARK_DIR)
     if any(_within(posix(str(m.get("mountPath", ""))), mark) for m in mounts):
         problems.add(
