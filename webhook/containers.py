@@ -7,13 +7,14 @@ Deciding *what* to add (which containers, which uid) is not done here.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import msgspec
 
 from sidecar.config import BIN_DIR, CONFIG_ENV, SIGNAL_MARK_DIR, STATE_DIR, TOKEN_DIR
 from webhook.ownership import Ownership
-from webhook.settings import AgentSettings
+from webhook.settings import AgentSettings, Resources
 
 INIT, AGENT = "latchkey-init", "latchkey-agent"
 SECRETS, TOKEN, STATE, BIN = "latchkey-secrets", "latchkey-token", "latchkey-state", "latchkey-bin"
@@ -84,13 +85,20 @@ def agent_mounts(mount_path: str, *, with_bin: bool) -> list[Obj]:
 
 def resources(agent: AgentSettings, *, cpu: str | None, memory: str | None) -> Obj:
     """Config resources, with the pod's ``agent-cpu``/``agent-memory`` overrides."""
-    result: Obj = agent.resources.model_dump(exclude_none=True)
+    result: Obj = {kind: dict(values) for kind, values in _dumped(agent.resources).items()}
     if cpu is not None:
         result.setdefault("requests", {})["cpu"] = cpu
     if memory is not None:
         result.setdefault("requests", {})["memory"] = memory
         result.setdefault("limits", {})["memory"] = memory
     return {kind: values for kind, values in result.items() if values}
+
+
+@functools.lru_cache(maxsize=8)
+def _dumped(resources: Resources) -> dict[str, dict[str, str]]:
+    """The config's resources as plain dicts, dumped once per config rather than per pod
+    (the model is frozen, so hashable); :func:`resources` edits only copies of them."""
+    return resources.model_dump(exclude_none=True)
 
 
 class AgentSpec(msgspec.Struct, frozen=True):
