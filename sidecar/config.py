@@ -462,12 +462,14 @@ class AgentConfig(Model, frozen=True, kw_only=True):
     on_change: tuple[OnChange, ...] = ()
 
     def __post_init__(self) -> None:
-        declared = {f.name for f in self.files} | {s.name for s in self.sources}
-        for render in self.renders:
-            if missing := sorted(set(render.uses) - declared):
-                raise ValueError(f"renders.{render.name} uses undeclared {', '.join(missing)}")
-        if clash := {f.name for f in self.files} & {r.name for r in self.renders}:
-            raise ValueError(f"{', '.join(sorted(clash))}: both a file and a rendered file")
+        if self.renders:  # most configs have none, and nothing to check without one
+            files = {f.name for f in self.files}
+            declared = files | {s.name for s in self.sources}
+            for render in self.renders:
+                if missing := sorted(set(render.uses) - declared):
+                    raise ValueError(f"renders.{render.name} uses undeclared {', '.join(missing)}")
+            if clash := files & {r.name for r in self.renders}:
+                raise ValueError(f"{', '.join(sorted(clash))}: both a file and a rendered file")
         token_auth = isinstance(self.store, VaultStore) and self.store.auth.method == "token"
         # gcp: no role reads as the federated principal; azure: the store's clientId.
         if not self.role and not token_auth and isinstance(self.store, VaultStore | AwsStore):
