@@ -461,6 +461,28 @@ def _combinations(
 ) -> None:
     """Problems that only show when annotations are read together; ``given`` has every key,
     even those whose value was unusable, so one bad value is not reported twice."""
+    if any(named[prefix] for prefix in PER_FILE):
+        _companions(named, problems, given=given)
+    for file in request.files:
+        if file.format == "raw" and file.key is None:
+            problems.add(
+                f"format-{file.name}", 'raw needs one field: write the secret as "path#key"'
+            )
+    if request.init_only and "on-change" in ours:
+        problems.add("on-change", "cannot be used with init-only: no agent runs after the start")
+    if request.init_only and "refresh" in ours:
+        problems.add("refresh", "cannot be used with init-only: no agent runs after the start")
+    asks = any(n.startswith(("secret-", "env-", "jinja-", "cert-")) for n in given)
+    # A misspelt secret- key is reported as unknown; "asks for no secrets" would mislead.
+    if not asks and all(n in PLAIN or n.startswith(PER_NAME) for n in given):
+        problems.add(
+            "inject", f"the pod asks for no secrets: add {PREFIX}secret-<name> or {PREFIX}env-<VAR>"
+        )
+
+
+def _companions(named: Mapping[str, list[str]], problems: Problems, *, given: set[str]) -> None:
+    """A ``format-``, ``template-`` or ``file-mode-`` needs the file it applies to (a
+    ``file-mode-`` may also be a rendered file's or a certificate's)."""
     secrets = {n.removeprefix("secret-") for n in given if n.startswith("secret-")}
     rendered = {n.removeprefix("jinja-") for n in given if n.startswith("jinja-")}
     for prefix in PER_FILE:
@@ -473,18 +495,3 @@ def _combinations(
                 problems.add(
                     prefix + target, f"there is no {PREFIX}secret-{target} for it to apply to"
                 )
-    for file in request.files:
-        if file.format == "raw" and file.key is None:
-            problems.add(
-                f"format-{file.name}", 'raw needs one field: write the secret as "path#key"'
-            )
-    if request.init_only and "on-change" in ours:
-        problems.add("on-change", "cannot be used with init-only: no agent runs after the start")
-    if request.init_only and "refresh" in ours:
-        problems.add("refresh", "cannot be used with init-only: no agent runs after the start")
-    unknown = {n for n in given if n not in PLAIN and not n.startswith(PER_NAME)}
-    # A misspelt secret- key is reported as unknown; "asks for no secrets" would mislead.
-    if not any(n.startswith(("secret-", "env-", "jinja-", "cert-")) for n in given) and not unknown:
-        problems.add(
-            "inject", f"the pod asks for no secrets: add {PREFIX}secret-<name> or {PREFIX}env-<VAR>"
-        )

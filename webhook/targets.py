@@ -159,9 +159,10 @@ def _common_names(
 
 def _mesh_warnings(apps: Sequence[Container], inits: Sequence[Container]) -> tuple[str, ...]:
     """A mesh that redirects traffic in an init container but starts its proxy late."""
-    redirects = any(c.get("name") in {"istio-init", "linkerd-init"} for c in inits)
+    if not any(c.get("name") in {"istio-init", "linkerd-init"} for c in inits):
+        return ()
     late = sorted(str(c.get("name")) for c in apps if c.get("name") in MESH_PROXIES)
-    return tuple(CLASSIC_PROXY_WARNING.format(proxy=p) for p in late) if redirects else ()
+    return tuple(CLASSIC_PROXY_WARNING.format(proxy=p) for p in late)
 
 
 def _our_names_free(
