@@ -80,20 +80,12 @@ def as_dict(model: msgspec.Struct) -> dict[str, Any]:
     return _without_none(msgspec.to_builtins(model))  # type: ignore[no-any-return]
 
 
-# What to_builtins makes of a struct, a tuple or a dict: the values worth descending into.
-_NESTED = (dict, list, tuple)
-
-
-def _without_none(value: dict[str, Any] | list[Any] | tuple[Any, ...]) -> Any:
-    """``value`` with None left out of its objects, at every depth; tuples become lists.
-    Only objects and arrays are descended into: nearly every value is a leaf."""
+def _without_none(value: Any) -> Any:
     if isinstance(value, dict):
-        return {
-            k: _without_none(v) if isinstance(v, _NESTED) else v
-            for k, v in value.items()
-            if v is not None
-        }
-    return [_without_none(v) if isinstance(v, _NESTED) else v for v in value]
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_without_none(v) for v in value]
+    return value
 
 
 def _drop_none(value: Any, data: Any) -> None:
