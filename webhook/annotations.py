@@ -13,8 +13,9 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Literal, TypeVar, cast, get_args
+
+import msgspec
 
 from sidecar.config import (
     ENV_NAME_RE,
@@ -44,12 +45,13 @@ CERT_PARAMS = frozenset(
 )  # fmt: skip
 CERT_TTL = re.compile(r"[1-9][0-9]*[smhd]?")
 FORMATS: tuple[str, ...] = get_args(Format)
+# A per-name key split in one match: ``secret-db`` is ``db`` under ``secret-``.
+PER_NAME_RE = re.compile(f"({'|'.join(map(re.escape, PER_NAME))})(.*)", re.DOTALL)
 
 Optin = Literal["not-requested", "opted-out", "stray", "already-injected", "requested"]
 
 
-@dataclass(frozen=True)
-class FileRequest:
+class FileRequest(msgspec.Struct, frozen=True):
     """One ``secret-<name>`` with its ``format-``/``template-``/``file-mode-`` companions."""
 
     name: str
@@ -60,8 +62,7 @@ class FileRequest:
     mode: int | None = None
 
 
-@dataclass(frozen=True)
-class SourceRequest:
+class SourceRequest(msgspec.Struct, frozen=True):
     """One ``source-<name>``: a secret for ``jinja-`` templates only, no file."""
 
     name: str
@@ -69,8 +70,7 @@ class SourceRequest:
     key: str | None
 
 
-@dataclass(frozen=True)
-class RenderRequest:
+class RenderRequest(msgspec.Struct, frozen=True):
     """One ``jinja-<name>``: a file rendered from the secrets its template names."""
 
     name: str
@@ -79,8 +79,7 @@ class RenderRequest:
     mode: int | None = None
 
 
-@dataclass(frozen=True)
-class CertRequest:
+class CertRequest(msgspec.Struct, frozen=True):
     """One ``cert-<name>``: a certificate issued by a store write, with its parameters."""
 
     name: str
@@ -89,8 +88,7 @@ class CertRequest:
     mode: int | None = None
 
 
-@dataclass(frozen=True)
-class EnvRequest:
+class EnvRequest(msgspec.Struct, frozen=True):
     """One ``env-<VAR>``: a single field set as an environment variable of the app."""
 
     name: str
@@ -98,8 +96,7 @@ class EnvRequest:
     key: str
 
 
-@dataclass(frozen=True)
-class InjectRequest:
+class InjectRequest(msgspec.Struct, frozen=True):
     """What an opted-in pod asked for, every value already checked on its own."""
 
     store: str
@@ -127,10 +124,10 @@ def opt_in(annotations: Mapping[str, object]) -> Optin:
     request (parsed, so "True" is refused); no ``inject`` beside other keys of ours
     is ``stray`` (denied); ``inject: "false"`` is an explicit opt-out.
     """
-    ours = [k for k in annotations if isinstance(k, str) and k.startswith(PREFIX)]
     if STATUS_KEY in annotations:
         return "already-injected"
     if INJECT_KEY not in annotations:
+        ours = any(isinstance(k, str) and k.startswith(PREFIX) for k in annotations)
         return "stray" if ours else "not-requested"
     if annotations[INJECT_KEY] == "false":
         return "opted-out"
@@ -168,6 +165,7 @@ def parse(
 ) -> InjectRequest:
     """The pod's request; problems found are recorded, and defaults stand in for bad values."""
     ours = _ours(annotations, problems)
+    named = _by_prefix(ours)
     get = _Getter(ours, problems)
     get("inject", values.boolean, default=True)
     store = ours.get("store", "default")
@@ -178,11 +176,11 @@ def parse(
     request = InjectRequest(
         store=store,
         role=get("role", lambda v: values.role(v, store=chosen), default=None),
-        files=_files(ours, get, store=chosen, problems=problems),
-        sources=_sources(ours, get, store=chosen, problems=problems),
-        renders=_renders(ours, get, problems=problems),
-        certificates=_certificates(ours, get, store=chosen, problems=problems),
-        env=_env(ours, get, store=chosen, problems=problems),
+        files=_files(named, get, store=chosen, problems=problems),
+        sources=_sources(named, get, store=chosen, problems=problems),
+        renders=_renders(ours, named, get, problems=problems),
+        certificates=_certificates(ours, named, get, store=chosen, problems=problems),
+        env=_env(named, get, store=chosen, problems=problems),
         containers=get("containers", values.container_names, default=None),
         mount_path=get("mount-path", values.mount_path, default=config.defaults.mount_path),
         init_only=get("init-only", values.boolean, default=False),
@@ -195,11 +193,22 @@ def parse(
     )
     _combinations(
         ours,
+        named,
         request,
         problems,
         given={k.removeprefix(PREFIX) for k in annotations if str(k).startswith(PREFIX)},
     )
     return request
+
+
+def _by_prefix(ours: Mapping[str, str]) -> dict[str, list[str]]:
+    """The names under each per-name prefix, sorted (``{"secret-": ["db"], ...}``): found
+    in one pass over our annotations, not in one for each prefix."""
+    named: dict[str, list[str]] = {prefix: [] for prefix in PER_NAME}
+    for key in sorted(ours):
+        if match := PER_NAME_RE.match(key):
+            named[match[1]].append(match[2])
+    return named
 
 
 @functools.lru_cache(maxsize=16)
@@ -276,11 +285,11 @@ class _Getter:
             return default
 
 
-def _file_names(ours: Mapping[str, str], prefix: str, problems: Problems) -> list[str]:
+def _file_names(named: Mapping[str, list[str]], prefix: str, problems: Problems) -> list[str]:
     """The names after ``prefix`` (``secret-``, ``source-``, ...) that are file names;
     each one that is not is a problem of its annotation."""
     names = []
-    for name in sorted(n.removeprefix(prefix) for n in ours if n.startswith(prefix)):
+    for name in named[prefix]:
         if prefix == "cert-" and name.startswith("params-"):
             continue  # cert-params-<name> goes with cert-<name>
         if is_file_name(name):
@@ -291,10 +300,10 @@ def _file_names(ours: Mapping[str, str], prefix: str, problems: Problems) -> lis
 
 
 def _files(
-    ours: Mapping[str, str], get: _Getter, *, store: AnyStore | None, problems: Problems
+    named: Mapping[str, list[str]], get: _Getter, *, store: AnyStore | None, problems: Problems
 ) -> tuple[FileRequest, ...]:
     files = []
-    for name in _file_names(ours, "secret-", problems):
+    for name in _file_names(named, "secret-", problems):
         ref = get(f"secret-{name}", _ref(store, key_required=False), default=None)
         if ref is None:
             continue
@@ -312,10 +321,10 @@ def _files(
 
 
 def _sources(
-    ours: Mapping[str, str], get: _Getter, *, store: AnyStore | None, problems: Problems
+    named: Mapping[str, list[str]], get: _Getter, *, store: AnyStore | None, problems: Problems
 ) -> tuple[SourceRequest, ...]:
     sources = []
-    for name in _file_names(ours, "source-", problems):
+    for name in _file_names(named, "source-", problems):
         ref = get(f"source-{name}", _ref(store, key_required=False), default=None)
         if ref is not None:
             sources.append(SourceRequest(name=name, path=ref[0], key=ref[1]))
@@ -323,11 +332,11 @@ def _sources(
 
 
 def _renders(
-    ours: Mapping[str, str], get: _Getter, *, problems: Problems
+    ours: Mapping[str, str], named: Mapping[str, list[str]], get: _Getter, *, problems: Problems
 ) -> tuple[RenderRequest, ...]:
     """``jinja-<name>`` files: the template parses, and names secrets only by constant."""
     renders = []
-    names = _file_names(ours, "jinja-", problems)
+    names = _file_names(named, "jinja-", problems)
     if not names:
         return ()
     from sidecar.jinja import parse as parse_template
@@ -363,10 +372,15 @@ def _renders(
 
 
 def _certificates(
-    ours: Mapping[str, str], get: _Getter, *, store: AnyStore | None, problems: Problems
+    ours: Mapping[str, str],
+    named: Mapping[str, list[str]],
+    get: _Getter,
+    *,
+    store: AnyStore | None,
+    problems: Problems,
 ) -> tuple[CertRequest, ...]:
     certificates = []
-    for name in _file_names(ours, "cert-", problems):
+    for name in _file_names(named, "cert-", problems):
         key = f"cert-{name}"
         if store is not None and store.kind != "vault":
             problems.add(
@@ -386,9 +400,7 @@ def _certificates(
                 mode=get(f"file-mode-{name}", values.file_mode, default=None),
             )
         )  # fmt: skip
-    for name in sorted(
-        n.removeprefix("cert-params-") for n in ours if n.startswith("cert-params-")
-    ):
+    for name in (n.removeprefix("params-") for n in named["cert-"] if n.startswith("params-")):
         if f"cert-{name}" not in ours:
             problems.add(
                 f"cert-params-{name}", f"there is no {PREFIX}cert-{name} for it to apply to"
@@ -426,10 +438,10 @@ def _format(value: str) -> Format:
 
 
 def _env(
-    ours: Mapping[str, str], get: _Getter, *, store: AnyStore | None, problems: Problems
+    named: Mapping[str, list[str]], get: _Getter, *, store: AnyStore | None, problems: Problems
 ) -> tuple[EnvRequest, ...]:
     env = []
-    for name in sorted(n.removeprefix("env-") for n in ours if n.startswith("env-")):
+    for name in named["env-"]:
         if not ENV_NAME_RE.fullmatch(name):
             problems.add(f"env-{name}", f"{echo(name)} is not an env var name: {_ENV_RULES}")
             continue
@@ -440,23 +452,18 @@ def _env(
 
 
 def _combinations(
-    ours: Mapping[str, str], request: InjectRequest, problems: Problems, *, given: set[str]
+    ours: Mapping[str, str],
+    named: Mapping[str, list[str]],
+    request: InjectRequest,
+    problems: Problems,
+    *,
+    given: set[str],
 ) -> None:
     """Problems that only show when annotations are read together; ``given`` has every key,
     even those whose value was unusable, so one bad value is not reported twice."""
-    files = {f.name: f for f in request.files}
-    secrets = {n.removeprefix("secret-") for n in given if n.startswith("secret-")}
-    rendered = {n.removeprefix("jinja-") for n in given if n.startswith("jinja-")}
-    for name in sorted(n for n in ours if n.startswith(PER_FILE)):
-        mode = name.startswith("file-mode-")
-        target = name.split("-", 2 if mode else 1)[-1]
-        if mode and (target in rendered or f"cert-{target}" in given):
-            continue
-        if not is_file_name(target):
-            problems.add(name, file_name_problem(target))
-        elif target not in secrets:
-            problems.add(name, f"there is no {PREFIX}secret-{target} for it to apply to")
-    for file in files.values():
+    if any(named[prefix] for prefix in PER_FILE):
+        _companions(named, problems, given=given)
+    for file in request.files:
         if file.format == "raw" and file.key is None:
             problems.add(
                 f"format-{file.name}", 'raw needs one field: write the secret as "path#key"'
@@ -465,9 +472,26 @@ def _combinations(
         problems.add("on-change", "cannot be used with init-only: no agent runs after the start")
     if request.init_only and "refresh" in ours:
         problems.add("refresh", "cannot be used with init-only: no agent runs after the start")
-    unknown = {n for n in given if n not in PLAIN and not n.startswith(PER_NAME)}
+    asks = any(n.startswith(("secret-", "env-", "jinja-", "cert-")) for n in given)
     # A misspelt secret- key is reported as unknown; "asks for no secrets" would mislead.
-    if not any(n.startswith(("secret-", "env-", "jinja-", "cert-")) for n in given) and not unknown:
+    if not asks and all(n in PLAIN or n.startswith(PER_NAME) for n in given):
         problems.add(
             "inject", f"the pod asks for no secrets: add {PREFIX}secret-<name> or {PREFIX}env-<VAR>"
         )
+
+
+def _companions(named: Mapping[str, list[str]], problems: Problems, *, given: set[str]) -> None:
+    """A ``format-``, ``template-`` or ``file-mode-`` needs the file it applies to (a
+    ``file-mode-`` may also be a rendered file's or a certificate's)."""
+    secrets = {n.removeprefix("secret-") for n in given if n.startswith("secret-")}
+    rendered = {n.removeprefix("jinja-") for n in given if n.startswith("jinja-")}
+    for prefix in PER_FILE:
+        for target in named[prefix]:
+            if prefix == "file-mode-" and (target in rendered or f"cert-{target}" in given):
+                continue
+            if not is_file_name(target):
+                problems.add(prefix + target, file_name_problem(target))
+            elif target not in secrets:
+                problems.add(
+                    prefix + target, f"there is no {PREFIX}secret-{target} for it to apply to"
+                )

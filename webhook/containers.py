@@ -7,18 +7,22 @@ Deciding *what* to add (which containers, which uid) is not done here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 from typing import Any
+
+import msgspec
 
 from sidecar.config import BIN_DIR, CONFIG_ENV, SIGNAL_MARK_DIR, STATE_DIR, TOKEN_DIR
 from webhook.ownership import Ownership
-from webhook.settings import AgentSettings
+from webhook.settings import AgentSettings, Resources
 
 INIT, AGENT = "latchkey-init", "latchkey-agent"
 SECRETS, TOKEN, STATE, BIN = "latchkey-secrets", "latchkey-token", "latchkey-state", "latchkey-bin"
 MARK = "latchkey-signal-mark"
 VOLUMES = (SECRETS, TOKEN, STATE, BIN, MARK)
 COMMAND = "latchkey-sidecar"
+# Our directories as mount paths, made once rather than for every pod.
+TOKEN_MOUNT, STATE_MOUNT, BIN_MOUNT = str(TOKEN_DIR), str(STATE_DIR), str(BIN_DIR)
 STATE_SIZE, BIN_SIZE, MARK_SIZE = "1Mi", "8Mi", "4Ki"
 
 Obj = dict[str, Any]
@@ -55,14 +59,15 @@ def mark_volume() -> Obj:
 
 def mark_mount(container: str) -> Obj:
     """Where a signal target mounts the mark: the agent finds its processes by it."""
-    return {"name": MARK, "mountPath": str(SIGNAL_MARK_DIR / container), "readOnly": True}
+    path = f"{SIGNAL_MARK_DIR}/{container}"  # a container name is one path segment
+    return {"name": MARK, "mountPath": path, "readOnly": True}
 
 
 def app_mounts(mount_path: str, *, with_bin: bool) -> list[Obj]:
     """Read-only mounts for a selected app container; never the token."""
     mounts = [{"name": SECRETS, "mountPath": mount_path, "readOnly": True}]
     if with_bin:
-        mounts.append({"name": BIN, "mountPath": str(BIN_DIR), "readOnly": True})
+        mounts.append({"name": BIN, "mountPath": BIN_MOUNT, "readOnly": True})
     return mounts
 
 
@@ -70,17 +75,17 @@ def agent_mounts(mount_path: str, *, with_bin: bool) -> list[Obj]:
     """The agent writes secrets, state and the wrapper; it only reads its token."""
     mounts: list[Obj] = [
         {"name": SECRETS, "mountPath": mount_path},
-        {"name": TOKEN, "mountPath": str(TOKEN_DIR), "readOnly": True},
-        {"name": STATE, "mountPath": str(STATE_DIR)},
+        {"name": TOKEN, "mountPath": TOKEN_MOUNT, "readOnly": True},
+        {"name": STATE, "mountPath": STATE_MOUNT},
     ]
     if with_bin:
-        mounts.append({"name": BIN, "mountPath": str(BIN_DIR)})
+        mounts.append({"name": BIN, "mountPath": BIN_MOUNT})
     return mounts
 
 
 def resources(agent: AgentSettings, *, cpu: str | None, memory: str | None) -> Obj:
     """Config resources, with the pod's ``agent-cpu``/``agent-memory`` overrides."""
-    result: Obj = agent.resources.model_dump(exclude_none=True)
+    result: Obj = {kind: dict(values) for kind, values in _dumped(agent.resources).items()}
     if cpu is not None:
         result.setdefault("requests", {})["cpu"] = cpu
     if memory is not None:
@@ -89,8 +94,14 @@ def resources(agent: AgentSettings, *, cpu: str | None, memory: str | None) -> O
     return {kind: values for kind, values in result.items() if values}
 
 
-@dataclass(frozen=True)
-class AgentSpec:
+@functools.lru_cache(maxsize=8)
+def _dumped(resources: Resources) -> dict[str, dict[str, str]]:
+    """The config's resources as plain dicts, dumped once per config rather than per pod
+    (the model is frozen, so hashable); :func:`resources` edits only copies of them."""
+    return resources.model_dump(exclude_none=True)
+
+
+class AgentSpec(msgspec.Struct, frozen=True):
     """What every injected container shares."""
 
     image: str

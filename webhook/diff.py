@@ -86,9 +86,8 @@ def _diff_objects(src: dict[Any, Any], dst: dict[Any, Any], path: str, ops: list
         if key not in src:
             ops.append({"op": "add", "path": _pointer(path, key), "value": value})
             continue
-        old = src[key]
-        if old is not value and not (type(old) is type(value) and old == value):
-            _diff(old, value, _pointer(path, key), ops)
+        if src[key] is not value:  # shared subtrees are skipped here, equal ones by _diff
+            _diff(src[key], value, _pointer(path, key), ops)
 
 
 def _diff_lists(src: list[Any], dst: list[Any], path: str, ops: list[Op]) -> None:
@@ -105,6 +104,7 @@ def _diff_lists(src: list[Any], dst: list[Any], path: str, ops: list[Op]) -> Non
     for index in range(head, head + paired):
         _diff(src[index], dst[index], f"{path}/{index}", ops)
     at = head + paired
-    ops.extend({"op": "remove", "path": f"{path}/{at}"} for _ in range(old - paired))
+    if old > paired:  # rare: injection only adds, and an idle generator costs
+        ops.extend({"op": "remove", "path": f"{path}/{at}"} for _ in range(old - paired))
     for index in range(at, at + new - paired):
         ops.append({"op": "add", "path": f"{path}/{index}", "value": dst[index]})

@@ -9,8 +9,9 @@ Works on a bare pod template (no name, no namespace) as well as on a Pod.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
+
+import msgspec
 
 from sidecar.config import (
     BIN_DIR,
@@ -37,15 +38,16 @@ from webhook.annotations import (
 from webhook.diff import diff, writable_copy
 from webhook.problems import PREFIX, Problems
 from webhook.settings import WebhookConfig
-from webhook.shape import check_shape
+from webhook.shape import OBJECT, check_shape
 from webhook.targets import Targets, check, private_mounts
 
 Obj = dict[str, Any]
 Outcome = Literal["injected", "not-requested", "already-injected"]
+# The env wrapper and the file it reads, as the app's command names them.
+WRAPPER, ENV_FILE = str(BIN_DIR / WRAPPER_NAME), str(BIN_DIR / ENV_FILE_NAME)
 
 
-@dataclass(frozen=True)
-class Mutation:
+class Mutation(msgspec.Struct, frozen=True):
     """What to answer for one pod: the outcome, the patch, and warnings for the user."""
 
     outcome: Outcome
@@ -96,7 +98,7 @@ def mutate_pod(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig)
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, OBJECT) else {}
 
 
 def agent_config(request: InjectRequest, targets: Targets, *, config: WebhookConfig) -> AgentConfig:
@@ -140,7 +142,7 @@ def agent_config(request: InjectRequest, targets: Targets, *, config: WebhookCon
         renders=renders,
         certificates=certificates,
         env=env,
-        env_file=str(BIN_DIR / ENV_FILE_NAME) if env else None,
+        env_file=ENV_FILE if env else None,
         wrapper_dir=str(BIN_DIR) if env else None,
         refresh_seconds=request.refresh_seconds,
         on_change=request.on_change,
@@ -171,8 +173,7 @@ def _give_secrets(container: Obj, request: InjectRequest) -> None:
     mounts = build.app_mounts(request.mount_path, with_bin=bool(request.env))
     container["volumeMounts"] = [*(container.get("volumeMounts") or []), *mounts]
     if request.env:
-        wrapper = [str(BIN_DIR / WRAPPER_NAME), str(BIN_DIR / ENV_FILE_NAME), "--"]
-        container["command"] = [*wrapper, *container["command"]]
+        container["command"] = [WRAPPER, ENV_FILE, "--", *container["command"]]
 
 
 def _mark_signal_targets(spec: Obj, request: InjectRequest) -> None:

@@ -9,8 +9,11 @@ a volume only the selected containers mount, and the user is told how to do bett
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
+
+from webhook.shape import OBJECT
 
 OWNER_ONLY, GROUP_READ, WORLD_READ = 0o400, 0o440, 0o444
 WORLD_READABLE_WARNING = (
@@ -20,8 +23,7 @@ WORLD_READABLE_WARNING = (
 )
 
 
-@dataclass(frozen=True)
-class Ownership:
+class Ownership(msgspec.Struct, frozen=True):
     """The agent's uid/gid, the files' default mode, and whether the agent is the app's uid."""
 
     uid: int
@@ -34,7 +36,7 @@ class Ownership:
 def security_context(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """A container's or pod spec's ``securityContext``; empty when absent or odd."""
     context = obj.get("securityContext")
-    return context if isinstance(context, Mapping) else {}
+    return context if isinstance(context, OBJECT) else {}
 
 
 def _known(value: object) -> int | None:

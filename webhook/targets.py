@@ -8,9 +8,10 @@ env var, or run as a uid the agent can signal. Problems are recorded, not raised
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
+
+import msgspec
 
 from sidecar.config import BIN_DIR, SIGNAL_MARK_DIR, SignalAction
 from webhook.annotations import InjectRequest
@@ -18,6 +19,7 @@ from webhook.containers import AGENT, BIN, INIT, MARK, SECRETS, STATE, TOKEN, VO
 from webhook.ownership import Ownership, decide, effective_uid, security_context
 from webhook.problems import PREFIX, Problems, echo
 from webhook.settings import WebhookConfig
+from webhook.shape import OBJECT
 
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public"})
 # Volumes no container but ours may mount; the secrets volume is checked apart.
@@ -38,8 +40,7 @@ CLASSIC_PROXY_WARNING = (
 Container = Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Targets:
+class Targets(msgspec.Struct, frozen=True):
     """Where the injection lands: selected containers by kind, our init slot, ownership."""
 
     containers: tuple[str, ...]
@@ -54,7 +55,7 @@ class Targets:
 def containers_of(spec: Mapping[str, Any], field: str) -> list[Container]:
     """The pod's ``containers`` or ``initContainers``, tolerating absent or odd fields."""
     items = spec.get(field)
-    return [c for c in items if isinstance(c, Mapping)] if isinstance(items, list) else []
+    return [c for c in items if isinstance(c, OBJECT)] if isinstance(items, list) else []
 
 
 def check(
@@ -68,8 +69,8 @@ def check(
     """The targets of ``request`` in a pod with ``spec``; every problem found is recorded."""
     if namespace in SYSTEM_NAMESPACES:
         problems.add("inject", f"pods in the system namespace {namespace} are never injected")
-    _our_names_free(spec, problems)
     apps, inits = containers_of(spec, "containers"), containers_of(spec, "initContainers")
+    _our_names_free(spec, [*apps, *inits], problems)
     insert_at = max(
         (i + 1 for i, c in enumerate(inits) if c.get("name") in MESH_CONTAINERS), default=0
     )
@@ -158,18 +159,20 @@ def _common_names(
 
 def _mesh_warnings(apps: Sequence[Container], inits: Sequence[Container]) -> tuple[str, ...]:
     """A mesh that redirects traffic in an init container but starts its proxy late."""
-    redirects = any(c.get("name") in {"istio-init", "linkerd-init"} for c in inits)
+    if not any(c.get("name") in {"istio-init", "linkerd-init"} for c in inits):
+        return ()
     late = sorted(str(c.get("name")) for c in apps if c.get("name") in MESH_PROXIES)
-    return tuple(CLASSIC_PROXY_WARNING.format(proxy=p) for p in late) if redirects else ()
+    return tuple(CLASSIC_PROXY_WARNING.format(proxy=p) for p in late)
 
 
-def _our_names_free(spec: Mapping[str, Any], problems: Problems) -> None:
-    fields = ("containers", "initContainers")
-    taken = {str(c.get("name")) for f in fields for c in containers_of(spec, f)}
+def _our_names_free(
+    spec: Mapping[str, Any], containers: Sequence[Container], problems: Problems
+) -> None:
+    taken = {str(c.get("name")) for c in containers}
     for name in sorted(taken & {INIT, AGENT}):
         problems.add("inject", f"the pod already has a container named {name}; rename it")
     volumes = spec.get("volumes")
-    used = {str(v.get("name")) for v in volumes or [] if isinstance(v, Mapping)}
+    used = {str(v.get("name")) for v in volumes or [] if isinstance(v, OBJECT)}
     for name in sorted(used & set(VOLUMES)):
         problems.add("inject", f"the pod already has a volume named {name}; rename it")
 
@@ -208,7 +211,7 @@ def _env_checks(request: InjectRequest, chosen: Sequence[Container], problems: P
             problems.add(
                 first, f"the original command is unknown: set `command` on container {name}"
             )
-        defined = {e.get("name") for e in container.get("env") or [] if isinstance(e, Mapping)}
+        defined = {e.get("name") for e in container.get("env") or [] if isinstance(e, OBJECT)}
         for env in request.env:
             if env.name in defined:
                 problems.add(
@@ -270,13 +273,19 @@ def posix(path: str) -> str:
     return str(PurePosixPath(path))
 
 
+def _within(path: str, directory: str) -> bool:
+    """``PurePosixPath(path).is_relative_to(directory)`` for paths :func:`posix` gives,
+    without building one per mount of the pod."""
+    return path == directory or path.startswith(directory + "/")
+
+
 def _mount_clashes(request: InjectRequest, chosen: Sequence[Container], problems: Problems) -> None:
     """Two mounts at one path make the pod invalid; name the annotation that causes it."""
     ours = {posix(request.mount_path): "mount-path"}
     if request.env:
         ours[str(BIN_DIR)] = f"env-{request.env[0].name}"
     for container in chosen:
-        mounts = [m for m in container.get("volumeMounts") or [] if isinstance(m, Mapping)]
+        mounts = [m for m in container.get("volumeMounts") or [] if isinstance(m, OBJECT)]
         taken = {posix(str(m.get("mountPath", ""))) for m in mounts}
         for path, annotation in ours.items():
             if path in taken:
@@ -303,9 +312,9 @@ def _signal_check(
         )
         return
     _signal_uid_check(action, target, spec=spec, ownership=ownership, problems=problems)
-    mounts = [m for m in target.get("volumeMounts") or [] if isinstance(m, Mapping)]
-    mark = PurePosixPath(SIGNAL_MARK_DIR)
-    if any(PurePosixPath(str(m.get("mountPath", ""))).is_relative_to(mark) for m in mounts):
+    mounts = [m for m in target.get("volumeMounts") or [] if isinstance(m, OBJECT)]
+    mark = str(SIGNAL_MARK_DIR)
+    if any(_within(posix(str(m.get("mountPath", ""))), mark) for m in mounts):
         problems.add(
             "on-change",
             f"container {action.container} already mounts a volume under {mark}, "
