@@ -4,7 +4,8 @@
         [--vary TEXT ...]
 
 Each ``--vary`` text is replaced, wherever the body holds it, by one of the same length
-that differs per request (its last five characters, in hex), as the review uid and
+that differs per request (its last five characters, the request's number from
+``--first``, in hex), as the review uid and
 the token volume's name differ from one pod to the next in a cluster.
 
 Standard library only (asyncio streams over TLS, no HTTP library): it must cost
@@ -52,13 +53,13 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 class Payloads:
     """The request bytes, each with its own values for the ``--vary`` texts."""
 
-    def __init__(self, host: str, path: str, body: bytes, vary: list[str]) -> None:
+    def __init__(self, host: str, path: str, body: bytes, vary: list[str], first: int) -> None:
         self.head = request_head(host, path, len(body))
         texts = [t.encode() for t in vary]
         pattern = re.compile(b"|".join(re.escape(t) for t in texts)) if texts else None
         self.parts = pattern.split(body) if pattern else [body]
         self.found = pattern.findall(body) if pattern else []
-        self.sent = 0
+        self.sent = first
 
     def next(self) -> bytes:
         self.sent += 1
@@ -92,7 +93,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     context = ssl.create_default_context(cafile=str(args.ca))
     parts = urlsplit(args.url)
     body = Path(args.body).read_bytes()
-    payloads = Payloads(parts.netloc, parts.path or "/", body, args.vary)
+    payloads = Payloads(parts.netloc, parts.path or "/", body, args.vary, args.first)
     latencies: list[float] = []
     per = max(1, args.requests // args.concurrency)
     before = os.times()
@@ -117,6 +118,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--vary", action="append", default=[], metavar="TEXT")
+    parser.add_argument("--first", type=int, default=0, help="number the requests from here")
     args = parser.parse_args()
     json.dump(asyncio.run(run(args)), sys.stdout)
 

@@ -1,6 +1,6 @@
 """Benchmark: the real webhook beside a bare uvicorn app, same TLS, same run.
 
-    python hack/bench/webhook.py [--requests 3000] [--concurrency 1 16]
+    python hack/bench/webhook.py [--requests 5000] [--concurrency 1 16] [--rounds 5]
 
 Starts ``latchkey-webhook serve`` and a bare ASGI app (no framework: it reads
 the body, parses the JSON and answers a fixed AdmissionReview) as separate
@@ -124,7 +124,26 @@ class Result:
         return len(self.latencies) / self.seconds
 
 
+def joined(rounds: list[Result]) -> Result:
+    """One server's rounds as one result: every latency, all the time and CPU."""
+    first = rounds[0]
+    return Result(
+        first.server, first.concurrency,
+        [latency for r in rounds for latency in r.latencies],
+        sum(r.seconds for r in rounds), sum(r.server_cpu for r in rounds),
+        sum(r.client_cpu for r in rounds),
+    )  # fmt: skip
+
+
 LOADGEN = Path(__file__).with_name("loadgen.py")
+_sent = [0]  # requests numbered so far, over every run of the load generator
+
+
+def _numbered(requests: int) -> int:
+    """The first number for a run: a distinct pod is never one an earlier run sent."""
+    first = _sent[0]
+    _sent[0] += requests
+    return first
 
 
 def varied(distinct: bool) -> list[str]:
@@ -144,6 +163,7 @@ def load(
     argv = [sys.executable, str(LOADGEN), f"{url}/mutate", str(REVIEW), "--ca", str(ca_file)]
     argv += ["--concurrency", str(concurrency), "--requests", str(requests)]
     argv += [f"--vary={text}" for text in vary]
+    argv += ["--first", str(_numbered(requests))]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the load generator failed: {done.stderr[-2000:]}")
@@ -225,23 +245,30 @@ def bench(args: argparse.Namespace) -> None:
     ):
         check_injects(webhook[0], trust)
         started_kib = rss_kib(webhook[1])
+        servers = (("replicas", webhook), ("distinct", webhook), ("bare", floor))
         for concurrency in args.concurrency:
-            for name, server in (("replicas", webhook), ("distinct", webhook), ("bare", floor)):
-                r = measure(
-                    name, server, tls.ca_file, concurrency=concurrency, requests=args.requests
+            # Interleaved rounds: a slow spell of the machine lands on every server alike.
+            rounds = [
+                measure(
+                    name, server, tls.ca_file,
+                    concurrency=concurrency, requests=args.requests // args.rounds,
                 )
-                results.append(r)
+                for _ in range(args.rounds)
+                for name, server in servers
+            ]  # fmt: skip
+            results += [joined([r for r in rounds if r.server == name]) for name, _ in servers]
         grown = (rss_kib(webhook[1]) - started_kib) / 1024
     print(f"{os.cpu_count()} cores, load average before {load}, Python {sys.version.split()[0]}")
-    print(f"{args.requests} requests per setting\n")
+    print(f"{args.requests} requests per setting, in {args.rounds} interleaved rounds\n")
     report(results)
     print(f"\nwebhook RSS grew {grown:.1f} MiB over the run (kept answers included)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
