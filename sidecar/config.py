@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
 
@@ -86,67 +86,6 @@ def _without_none(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_without_none(v) for v in value]
     return value
-
-
-def _drop_none(value: Any, data: Any) -> None:
-    """Leave None out of ``data``, which is ``to_builtins(value)``, in place, as
-    :func:`_without_none` does; but looking only at the fields whose types allow None or
-    something holding it (:func:`_layout`), not at every value. ``to_json`` runs once a pod
-    on the webhook's path, where the walk over every value was most of its time."""
-    if isinstance(value, msgspec.Struct):
-        optional, nested = _layout(type(value))
-        for key in optional:
-            if data[key] is None:
-                del data[key]
-        for name, key in nested:
-            if (inner := getattr(value, name)) is not None:
-                _drop_none(inner, data[key])
-    elif isinstance(value, tuple | list):
-        for item, plain in zip(value, data, strict=True):
-            _drop_none(item, plain)
-    elif isinstance(value, dict):
-        for item, plain in zip(value.values(), data.values(), strict=True):
-            _drop_none(item, plain)
-        for key in [key for key, item in data.items() if item is None]:
-            del data[key]
-
-
-_Layout = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
-_LAYOUTS: dict[type, _Layout] = {}
-_UNIONS = (Union, type(int | None))  # Union[X, Y] and X | Y
-
-
-def _layout(cls: type[msgspec.Struct]) -> _Layout:
-    """The encoded names of ``cls``'s fields that may be None, and the (attribute, encoded)
-    names of those that may hold something to drop; read from its annotations once."""
-    if (layout := _LAYOUTS.get(cls)) is None:
-        fields = msgspec.structs.fields(cls)
-        layout = _LAYOUTS[cls] = (
-            tuple(f.encode_name for f in fields if _may_be_none(f.type)),
-            tuple((f.name, f.encode_name) for f in fields if _holds_more(f.type)),
-        )
-    return layout
-
-
-def _may_be_none(kind: Any) -> bool:
-    if kind is None or kind is type(None) or kind is Any:
-        return True
-    if get_origin(kind) is Annotated:
-        return _may_be_none(get_args(kind)[0])
-    return get_origin(kind) in _UNIONS and any(_may_be_none(k) for k in get_args(kind))
-
-
-def _holds_more(kind: Any) -> bool:
-    """Whether a value of type ``kind`` may hold something to drop: a struct with a field
-    that may (the contract's structs never nest themselves), or a dict with None values."""
-    if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
-        return any(_layout(kind))
-    if kind is Any or kind is dict:
-        return True
-    args = get_args(kind)
-    if get_origin(kind) is dict and _may_be_none(args[1]):
-        return True
-    return get_origin(kind) is not Literal and any(_holds_more(k) for k in args)
 
 
 def parse_duration(text: str) -> int:
@@ -529,8 +468,7 @@ class AgentConfig(Model, frozen=True, kw_only=True):
     def to_json(self) -> str:
         """The compact JSON that travels in ``LATCHKEY_CONFIG`` (template-only secrets
         and rendered files left out when a pod has none)."""
-        data: dict[str, Any] = msgspec.to_builtins(self)
-        _drop_none(self, data)
+        data = as_dict(self)
         for name in ("sources", "renders", "certificates"):
             if not data[name]:
                 del data[name]

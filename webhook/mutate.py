@@ -143,7 +143,7 @@ def agent_config(request: InjectRequest, targets: Targets, *, config: WebhookCon
         certificates=certificates,
         env=env,
         env_file=ENV_FILE if env else None,
-        wrapper_dir=str(BIN_DIR) if env else None,
+        wrapper_dir=build.BIN_MOUNT if env else None,
         refresh_seconds=request.refresh_seconds,
         on_change=request.on_change,
     )

@@ -13,9 +13,9 @@ from typing import Any
 
 import msgspec
 
-from sidecar.config import BIN_DIR, SIGNAL_MARK_DIR, SignalAction
+from sidecar.config import SIGNAL_MARK_DIR, SignalAction
 from webhook.annotations import InjectRequest
-from webhook.containers import AGENT, BIN, INIT, MARK, SECRETS, STATE, TOKEN, VOLUMES
+from webhook.containers import AGENT, BIN, BIN_MOUNT, INIT, MARK, SECRETS, STATE, TOKEN, VOLUMES
 from webhook.ownership import Ownership, decide, effective_uid, security_context
 from webhook.problems import PREFIX, Problems, echo
 from webhook.settings import WebhookConfig
@@ -283,7 +283,7 @@ def _mount_clashes(request: InjectRequest, chosen: Sequence[Container], problems
     """Two mounts at one path make the pod invalid; name the annotation that causes it."""
     ours = {posix(request.mount_path): "mount-path"}
     if request.env:
-        ours[str(BIN_DIR)] = f"env-{request.env[0].name}"
+        ours[BIN_MOUNT] = f"env-{request.env[0].name}"
     for container in chosen:
         mounts = [m for m in container.get("volumeMounts") or [] if isinstance(m, OBJECT)]
         taken = {posix(str(m.get("mountPath", ""))) for m in mounts}
